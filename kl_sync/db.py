@@ -1,0 +1,52 @@
+"""Engines for the two databases, with the drivers kl-sync ships (psycopg 3, PyMySQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+# SQLAlchemy's default drivers for these names (psycopg2, mysqlclient) are not installed; ours are.
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in _DEFAULT_DRIVERS:
+        parsed = parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def backend(engine_or_url: Engine | str | URL) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    name = url.get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def make_engine(url: str | URL, *, sqlite_wal: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created, a busy timeout and (for our own
+    state database) WAL. The store is opened without switching its journal mode: we only read it."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 30})
+        engine = create_engine(parsed, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers (status, notebooks) run while a sync writes; NORMAL is safe under WAL.
+            cursor = dbapi_conn.cursor()
+            if sqlite_wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)

@@ -1,0 +1,155 @@
+"""The one settings object: read from ``KL_SYNC_*`` / ``KLAVIYO_*`` variables and an optional ``.env``.
+
+Validated when it is built, so a bad value fails at start-up with one line naming the variable
+(:class:`SettingsError`), not later deep inside a sync.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where kl-sync keeps its own files when nothing says otherwise (relative to the working directory).
+HOME_DIR = Path(".kl_sync")
+DEMO_DIR = HOME_DIR / "demo"
+
+DEFAULT_STATE_URL = f"sqlite:///{HOME_DIR / 'state.db'}"
+DEFAULT_STORE_URL = f"sqlite:///{DEMO_DIR / 'store.db'}"
+
+#: The seed's log types, each sent as a Klaviyo metric of the same name.
+DEFAULT_LOG_METRICS: dict[str, str] = {
+    "cancelled": "cancelled",
+    "contact.form": "contact.form",
+    "failed.payment": "failed.payment",
+    "referral.credit": "referral.credit",
+    "shipping.email": "shipping.email",
+    "started.signup": "started.signup",
+}
+
+_REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _env_names(field: str, alias: str) -> AliasChoices:
+    return AliasChoices(alias, field)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    store_url: str = Field(DEFAULT_STORE_URL, validation_alias=_env_names("store_url", "KL_SYNC_STORE_URL"))
+    state_url: str = Field(DEFAULT_STATE_URL, validation_alias=_env_names("state_url", "KL_SYNC_STATE_URL"))
+    klaviyo_api_key: SecretStr | None = Field(
+        None, validation_alias=_env_names("klaviyo_api_key", "KLAVIYO_API_KEY")
+    )
+    klaviyo_base_url: str = Field(
+        "https://a.klaviyo.com", validation_alias=_env_names("klaviyo_base_url", "KLAVIYO_BASE_URL")
+    )
+    klaviyo_revision: str = Field(
+        "2026-07-15", validation_alias=_env_names("klaviyo_revision", "KLAVIYO_REVISION")
+    )
+    store_timezone: str = Field("UTC", validation_alias=_env_names("store_timezone", "KL_SYNC_STORE_TIMEZONE"))
+    #: Log type -> Klaviyo metric name; its keys are the tracked types.
+    log_metrics: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_LOG_METRICS),
+        validation_alias=_env_names("log_metrics", "KL_SYNC_LOG_METRICS"),
+    )
+    #: Events older than this (at parse time) are sent with ``backfill: true`` so they fire no flows.
+    backfill_after: dt.timedelta = Field(
+        dt.timedelta(days=1), validation_alias=_env_names("backfill_after", "KL_SYNC_BACKFILL_AFTER")
+    )
+    value_currency: str = Field("USD", validation_alias=_env_names("value_currency", "KL_SYNC_VALUE_CURRENCY"))
+    #: Rows read from the store per chunk, and outbox rows claimed per send batch.
+    chunk_size: int = Field(5000, ge=1, validation_alias=_env_names("chunk_size", "KL_SYNC_CHUNK_SIZE"))
+    send_batch_size: int = Field(
+        5000, ge=1, validation_alias=_env_names("send_batch_size", "KL_SYNC_SEND_BATCH_SIZE")
+    )
+    max_attempts: int = Field(8, ge=1, validation_alias=_env_names("max_attempts", "KL_SYNC_MAX_ATTEMPTS"))
+    lease_seconds: int = Field(300, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
+    #: The shop's public site, for product and checkout links in payloads.
+    site_url: str = Field("https://shop.example.com", validation_alias=_env_names("site_url", "KL_SYNC_SITE_URL"))
+
+    @field_validator("store_url", "state_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a SQLAlchemy database URL: {value!r}") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql", "mysql", "mariadb"}:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r} (sqlite, postgresql, mysql)")
+        return value
+
+    @field_validator("klaviyo_base_url", "site_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("klaviyo_revision")
+    @classmethod
+    def _check_revision(cls, value: str) -> str:
+        if not _REVISION.match(value):
+            raise ValueError(f"not a revision date YYYY-MM-DD: {value!r}")
+        dt.date.fromisoformat(value[:10])
+        return value
+
+    @field_validator("store_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.store_timezone)
+
+    def api_key(self) -> str | None:
+        """The Klaviyo private key in clear, for the client only."""
+        return self.klaviyo_api_key.get_secret_value() if self.klaviyo_api_key else None
+
+
+_ENV_NAME = {
+    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name)
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings; raise :class:`SettingsError` naming the first bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        name = _ENV_NAME.get(field, field)
+        message = err["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return load_settings()

@@ -1,0 +1,350 @@
+"""Operations on the state database: cursors, the outbox (enqueue / claim / mark), dead letters, runs.
+
+Every function takes a Connection inside the caller's transaction where the caller must commit
+several things together (a step's outbox rows, its dead letters and its cursor), and an Engine where
+the operation is its own transaction (claiming a batch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from kl_sync.db import backend
+from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: what every state timestamp is stored as, on every backend."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def dumps(value: Any) -> str:
+    """Stable JSON for payloads and originals: the same input always gives the same text."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# ----------------------------------------------------------------------------------------- cursors
+
+
+def get_cursor(conn: Connection, stream: str) -> list[Any] | None:
+    value = conn.execute(select(cursors.c.value).where(cursors.c.stream == stream)).scalar()
+    return json.loads(value) if value is not None else None
+
+
+def set_cursor(conn: Connection, stream: str, value: Sequence[Any]) -> None:
+    """Upsert the cursor; callers only ever move it forward, in the transaction of what it covers."""
+    text_value = json.dumps([_cursor_value(v) for v in value])
+    now = utcnow()
+    updated = conn.execute(
+        update(cursors).where(cursors.c.stream == stream).values(value=text_value, updated_at=now)
+    ).rowcount
+    if not updated:
+        conn.execute(insert(cursors).values(stream=stream, value=text_value, updated_at=now))
+
+
+def reset_cursor(conn: Connection, stream: str) -> None:
+    conn.execute(cursors.delete().where(cursors.c.stream == stream))
+
+
+def _cursor_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def parse_cursor_datetime(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def all_cursors(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(cursors).order_by(cursors.c.stream))
+    return [dict(r._mapping) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ outbox
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> int:
+    """INSERT rows whose ``key`` is new; rows already there are left exactly as they are.
+
+    Returns how many were new. Drivers' rowcounts for multi-row upserts are unreliable (MySQL counts
+    "found" rows, batched inserts report one batch), so the new keys are counted up front.
+    """
+    if not rows:
+        return 0
+    new_keys = {row[key] for row in rows} - existing_keys(conn, [row[key] for row in rows])
+    kind = backend(conn.engine)
+    if kind == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    elif kind == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    else:
+        # MySQL has no DO NOTHING; a self-assignment is the no-op that does not hide other errors.
+        base = mysql.insert(table)
+        stmt = base.on_duplicate_key_update({key: base.inserted[key]})
+    conn.execute(stmt, rows)
+    return len(new_keys)
+
+
+def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> int:
+    """Add outbox rows; a key already queued (or sent) is skipped, which makes every step re-runnable."""
+    now = utcnow()
+    rows = [
+        {
+            "key": item.key,
+            "kind": item.kind,
+            "payload": dumps(item.payload),
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "run_id": run_id,
+        }
+        for item in items
+    ]
+    return _insert_ignoring_duplicates(conn, outbox, rows, "key")
+
+
+def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        chunk = list(keys[start : start + 1000])
+        found.update(conn.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk))).scalars())
+    return found
+
+
+def _claimable(now: dt.datetime):
+    return and_(
+        outbox.c.status == PENDING,
+        outbox.c.next_attempt_at <= now,
+        or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at <= now),
+    )
+
+
+def claim(
+    engine: Engine,
+    *,
+    limit: int,
+    lease_seconds: int,
+    kinds: Sequence[str] | None = None,
+    owner: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[ClaimedItem]:
+    """Lease up to ``limit`` due pending rows to this worker, oldest first.
+
+    On PostgreSQL and MariaDB/MySQL the candidates are locked ``FOR UPDATE SKIP LOCKED`` so several
+    workers take disjoint batches without waiting on each other. On every backend the lease itself
+    is an UPDATE guarded by the claimable condition and stamped with a fresh token, and only the
+    rows carrying that token are returned: two workers can never hold the same row.
+    """
+    now = now or utcnow()
+    token = f"{owner or 'worker'}:{uuid.uuid4().hex[:16]}"[:64]
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    condition = _claimable(now)
+    if kinds:
+        condition = and_(condition, outbox.c.kind.in_(list(kinds)))
+    candidates = select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
+    if backend(engine) in {"postgresql", "mysql"}:
+        candidates = candidates.with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        ids = list(conn.execute(candidates).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids), condition)
+            .values(lease_owner=token, lease_expires_at=expires)
+        )
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
+            .where(outbox.c.lease_owner == token)
+            .order_by(outbox.c.id)
+        )
+        return [ClaimedItem(r.id, r.key, r.kind, json.loads(r.payload), r.attempts) for r in rows]
+
+
+def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:
+    now = utcnow()
+    for start in range(0, len(ids), 1000):
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids[start : start + 1000])))
+            .values(status=SENT, sent_at=now, lease_owner=None, lease_expires_at=None, last_error=None, run_id=run_id)
+        )
+
+
+def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, next_attempt_at: dt.datetime) -> None:
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id)
+        .values(
+            attempts=attempts,
+            last_error=error[:4000],
+            next_attempt_at=next_attempt_at,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def mark_dead(conn: Connection, item: ClaimedItem, *, step: str, reason: str, run_id: str | None = None) -> None:
+    """Give up on an outbox row: it leaves the queue and becomes a dead letter with the reason."""
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item.id)
+        .values(status=DEAD, last_error=reason[:4000], lease_owner=None, lease_expires_at=None, attempts=item.attempts)
+    )
+    add_dead_letter(conn, key=item.key, step=step, kind=item.kind, reason=reason, original=item.payload, run_id=run_id)
+
+
+def release(conn: Connection, ids: Sequence[int]) -> None:
+    """Hand leased rows back untouched (an auth error stops the run: nothing counts as attempted)."""
+    if ids:
+        conn.execute(
+            update(outbox).where(outbox.c.id.in_(list(ids))).values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+def outbox_counts(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(outbox.c.kind, outbox.c.status, func.count().label("rows"))
+        .group_by(outbox.c.kind, outbox.c.status)
+        .order_by(outbox.c.kind, outbox.c.status)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def stuck_leases(conn: Connection, now: dt.datetime | None = None) -> int:
+    """Pending rows still under a lease that has already expired (a worker died holding them)."""
+    now = now or utcnow()
+    return conn.execute(
+        select(func.count())
+        .select_from(outbox)
+        .where(outbox.c.status == PENDING, outbox.c.lease_expires_at.is_not(None), outbox.c.lease_expires_at <= now)
+    ).scalar_one()
+
+
+# ------------------------------------------------------------------------------------ dead letters
+
+
+def add_dead_letter(
+    conn: Connection,
+    *,
+    key: str,
+    step: str,
+    reason: str,
+    original: Any,
+    kind: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    add_dead_letters(conn, [dict(key=key, step=step, reason=reason, original=original, kind=kind)], run_id=run_id)
+
+
+def add_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]], *, run_id: str | None = None) -> None:
+    if not letters:
+        return
+    now = utcnow()
+    conn.execute(
+        insert(dead_letters),
+        [
+            {
+                "key": letter["key"][:255],
+                "step": letter["step"],
+                "kind": letter.get("kind"),
+                "reason": letter["reason"],
+                "original": dumps(letter.get("original")),
+                "created_at": now,
+                "run_id": run_id,
+            }
+            for letter in letters
+        ],
+    )
+
+
+def list_dead_letters(conn: Connection, *, include_replayed: bool = False, run_id: str | None = None) -> list[dict[str, Any]]:
+    query = select(dead_letters).order_by(dead_letters.c.id)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    if run_id:
+        query = query.where(dead_letters.c.run_id == run_id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def replay_dead_letters(conn: Connection, keys: Sequence[str] | None = None) -> int:
+    """Put dead outbox rows back in the queue (all of them, or those with ``keys``).
+
+    Only rows that reached the outbox can be replayed; a store row that could not become a payload
+    (parse / orders dead letters) is fixed in the store and re-read with ``--from-start``.
+    """
+    now = utcnow()
+    query = select(dead_letters.c.key).where(dead_letters.c.replayed_at.is_(None))
+    if keys:
+        query = query.where(dead_letters.c.key.in_(list(keys)))
+    wanted = sorted(set(conn.execute(query).scalars()))
+    requeued = 0
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        requeued += conn.execute(
+            update(outbox)
+            .where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, last_error=None)
+        ).rowcount
+        conn.execute(
+            update(dead_letters)
+            .where(dead_letters.c.key.in_(chunk), dead_letters.c.replayed_at.is_(None))
+            .values(replayed_at=now)
+        )
+    return requeued
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+def start_run(conn: Connection, *, steps: Sequence[str], dry_run: bool = False, run_id: str | None = None) -> str:
+    run_id = run_id or str(uuid.uuid4())
+    conn.execute(
+        insert(runs).values(id=run_id, started_at=utcnow(), status="running", steps=",".join(steps), dry_run=dry_run)
+    )
+    return run_id
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str, counts: dict[str, Any], error: str | None = None) -> None:
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(finished_at=utcnow(), status=status, counts=dumps(counts), error=error)
+    )
+
+
+def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit))
+    out = []
+    for r in rows:
+        row = dict(r._mapping)
+        row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
+        out.append(row)
+    return out

@@ -1,0 +1,108 @@
+"""kl-sync's own database: cursors, outbox, order lifecycle, dead letters, run history.
+
+The schema is owned by the Alembic migrations in ``migrations/``; these Core tables mirror the head
+revision so code can build queries (a test checks they match what the migrations create).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's TEXT stops at 64 KB; payloads and original rows may be larger (100 KB strings are legal).
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# Microsecond timestamps everywhere (MySQL's DATETIME drops fractions unless told).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+#: Outbox statuses. ``pending`` rows are claimable once ``next_attempt_at`` has passed.
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("stream", String(64), primary_key=True),
+    #: JSON list of the cursor column values of the last row consumed.
+    Column("value", Text, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    #: Deterministic key (log:<id>, order:<id>:placed, suppress:<email>); also Klaviyo's unique_id.
+    Column("key", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", LongText, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", Timestamp),
+    Column("last_error", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    Column("run_id", String(36)),
+    UniqueConstraint("key", name="uq_outbox_key"),
+    Index("ix_outbox_claim", "status", "next_attempt_at"),
+)
+
+order_state = Table(
+    "order_state",
+    metadata,
+    Column("order_id", Id, primary_key=True, autoincrement=False),
+    Column("customer_id", Id),
+    #: The store status last acted on: Placed, Cancelled or Completed.
+    Column("status", String(16), nullable=False),
+    Column("total", Numeric(12, 2)),
+    Column("placed_key", String(255)),
+    Column("final_key", String(255)),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, index=True),
+    #: Which step gave up: parse, orders, suppress, quality, send.
+    Column("step", String(32), nullable=False),
+    Column("kind", String(32)),
+    Column("reason", Text, nullable=False),
+    #: The original store row or outbox payload, as JSON text.
+    Column("original", LongText),
+    Column("created_at", Timestamp, nullable=False),
+    Column("run_id", String(36)),
+    Column("replayed_at", Timestamp),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("started_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp),
+    #: running, ok, failed
+    Column("status", String(16), nullable=False),
+    Column("steps", String(200), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    #: JSON object of counters (rows parsed, events sent, …).
+    Column("counts", Text),
+    Column("error", Text),
+)

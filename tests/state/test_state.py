@@ -1,0 +1,129 @@
+import datetime as dt
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from kl_sync.cli import main
+from kl_sync.db import make_engine
+from kl_sync.state import store as st
+from kl_sync.state.migrate import current_revision, downgrade, head_revision, open_state, upgrade
+from kl_sync.state.tables import metadata, outbox
+
+
+def test_migrations_create_the_schema_the_code_uses(state_url):
+    engine = open_state(state_url)
+    assert current_revision(engine) == head_revision()
+    assert {"cursors", "outbox", "order_state", "dead_letters", "runs"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    # Starting again is a no-op; going down and up again works.
+    assert upgrade(engine) == head_revision()
+    assert downgrade(engine, "base") is None
+    assert "outbox" not in inspect(engine).get_table_names()
+    assert upgrade(engine) == head_revision()
+
+
+def test_cli_db_upgrade(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert main(["db", "current", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert f"current: {head_revision()}" in out
+
+
+def _items(n, kind="log_event", start=0):
+    return [st.OutboxItem(f"log:{i}", kind, {"metric": "m", "unique_id": f"log:{i}", "n": i}) for i in range(start, start + n)]
+
+
+def test_outbox_enqueue_is_idempotent_and_cursor_moves_with_it(state_url):
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        assert st.enqueue(conn, _items(5)) == 5
+        st.set_cursor(conn, "system_log", [5])
+    with engine.begin() as conn:
+        assert st.enqueue(conn, _items(8)) == 3  # 0..4 are already queued
+        st.set_cursor(conn, "system_log", [8])
+        assert st.get_cursor(conn, "system_log") == [8]
+    # A crash before commit leaves neither the rows nor the cursor.
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            st.enqueue(conn, _items(2, start=100))
+            st.set_cursor(conn, "system_log", [102])
+            raise RuntimeError("killed")
+    with engine.connect() as conn:
+        assert st.get_cursor(conn, "system_log") == [8]
+        assert st.existing_keys(conn, ["log:100", "log:7"]) == {"log:7"}
+        stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 678901)
+    with engine.begin() as conn:
+        st.set_cursor(conn, "orders", [stamp, 9])
+    with engine.connect() as conn:
+        value = st.get_cursor(conn, "orders")
+        assert st.parse_cursor_datetime(value[0]) == stamp and value[1] == 9
+
+
+def test_claims_are_disjoint_and_leases_expire(state_url):
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(10))
+    first = st.claim(engine, limit=4, lease_seconds=60, owner="a")
+    second = st.claim(engine, limit=100, lease_seconds=60, owner="b")
+    assert [c.key for c in first] == [f"log:{i}" for i in range(4)]
+    assert {c.key for c in second} == {f"log:{i}" for i in range(4, 10)}
+    assert st.claim(engine, limit=100, lease_seconds=60) == []
+    # A worker that died holding a lease: after expiry its rows are claimable again.
+    later = st.utcnow() + dt.timedelta(seconds=61)
+    with engine.connect() as conn:
+        assert st.stuck_leases(conn, later) == 10
+    again = st.claim(engine, limit=100, lease_seconds=60, now=later)
+    assert len(again) == 10
+
+
+def test_sent_retry_dead_and_replay(state_url):
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(3))
+    a, b, c = st.claim(engine, limit=3, lease_seconds=60)
+    soon = st.utcnow() + dt.timedelta(minutes=5)
+    with engine.begin() as conn:
+        st.mark_sent(conn, [a.id], run_id="r1")
+        st.mark_retry(conn, b.id, attempts=1, error="503 from Klaviyo", next_attempt_at=soon)
+        st.mark_dead(conn, c, step="send", reason="400: email is invalid at /data/...", run_id="r1")
+    assert st.claim(engine, limit=10, lease_seconds=60) == []  # b waits for its next attempt
+    retried = st.claim(engine, limit=10, lease_seconds=60, now=soon)
+    assert [r.key for r in retried] == [b.key] and retried[0].attempts == 1
+    with engine.begin() as conn:
+        st.release(conn, [retried[0].id])
+    with engine.connect() as conn:
+        letters = st.list_dead_letters(conn)
+        assert [(d["key"], d["step"]) for d in letters] == [(c.key, "send")]
+        assert "email is invalid" in letters[0]["reason"]
+        status = dict(conn.execute(select(outbox.c.key, outbox.c.status)).all())
+        assert status == {a.key: "sent", b.key: "pending", c.key: "dead"}
+    with engine.begin() as conn:
+        assert st.replay_dead_letters(conn, [c.key]) == 1
+    with engine.connect() as conn:
+        assert st.list_dead_letters(conn) == []
+    assert c.key in {r.key for r in st.claim(engine, limit=10, lease_seconds=60, now=soon)}
+
+
+def test_run_history(state_url):
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        run_id = st.start_run(conn, steps=["parse", "send"])
+    with engine.begin() as conn:
+        st.finish_run(conn, run_id, status="ok", counts={"events_sent": 3})
+    with engine.connect() as conn:
+        (run,) = st.recent_runs(conn)
+    assert run["status"] == "ok" and run["counts"] == {"events_sent": 3} and run["finished_at"] is not None
+
+
+def test_large_payloads_fit(state_url):
+    engine = open_state(state_url)
+    big = {"metric": "m", "message": "x" * 300_000}
+    with engine.begin() as conn:
+        st.enqueue(conn, [st.OutboxItem("log:big", "log_event", big)])
+    (item,) = st.claim(engine, limit=1, lease_seconds=60)
+    assert item.payload == big
