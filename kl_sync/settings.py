@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     backfill_after: dt.timedelta = Field(
         dt.timedelta(days=1), validation_alias=_env_names("backfill_after", "KL_SYNC_BACKFILL_AFTER")
     )
+    #: How far before its cursor the orders step re-reads, for late commits and same-second updates.
+    orders_lookback: dt.timedelta = Field(
+        dt.timedelta(minutes=5), validation_alias=_env_names("orders_lookback", "KL_SYNC_ORDERS_LOOKBACK")
+    )
     value_currency: str = Field("USD", validation_alias=_env_names("value_currency", "KL_SYNC_VALUE_CURRENCY"))
     #: Rows read from the store per chunk, and outbox rows claimed per send batch.
     chunk_size: int = Field(5000, ge=1, validation_alias=_env_names("chunk_size", "KL_SYNC_CHUNK_SIZE"))

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from kl_sync.db import backend
-from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs
+from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs, touched_customers
 
 
 def utcnow() -> dt.datetime:
@@ -88,15 +88,15 @@ class ClaimedItem:
     attempts: int
 
 
-def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> int:
+def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> set[Any]:
     """INSERT rows whose ``key`` is new; rows already there are left exactly as they are.
 
-    Returns how many were new. Drivers' rowcounts for multi-row upserts are unreliable (MySQL counts
+    Returns the keys that were new. Drivers' rowcounts for multi-row upserts are unreliable (MySQL counts
     "found" rows, batched inserts report one batch), so the new keys are counted up front.
     """
     if not rows:
-        return 0
-    new_keys = {row[key] for row in rows} - existing_keys(conn, [row[key] for row in rows])
+        return set()
+    new_keys = {row[key] for row in rows} - _existing(conn, table.c[key], [row[key] for row in rows])
     kind = backend(conn.engine)
     if kind == "postgresql":
         stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
@@ -107,11 +107,13 @@ def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[st
         base = mysql.insert(table)
         stmt = base.on_duplicate_key_update({key: base.inserted[key]})
     conn.execute(stmt, rows)
-    return len(new_keys)
+    return new_keys
 
 
-def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> int:
-    """Add outbox rows; a key already queued (or sent) is skipped, which makes every step re-runnable."""
+def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> set[str]:
+    """Add outbox rows; a key already queued (or sent) is skipped, which makes every step re-runnable.
+
+    Returns the keys that were new."""
     now = utcnow()
     rows = [
         {
@@ -129,12 +131,17 @@ def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None
     return _insert_ignoring_duplicates(conn, outbox, rows, "key")
 
 
-def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        chunk = list(keys[start : start + 1000])
-        found.update(conn.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk))).scalars())
+def _existing(conn: Connection, column: Any, values: Sequence[Any]) -> set[Any]:
+    found: set[Any] = set()
+    for start in range(0, len(values), 1000):
+        chunk = list(values[start : start + 1000])
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
     return found
+
+
+def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` are already in the outbox (queued, sent or dead)."""
+    return _existing(conn, outbox.c.key, keys)
 
 
 def _claimable(now: dt.datetime):
@@ -248,6 +255,28 @@ def stuck_leases(conn: Connection, now: dt.datetime | None = None) -> int:
     ).scalar_one()
 
 
+# ------------------------------------------------------------------------------- touched customers
+
+
+def touch_customers(conn: Connection, customer_ids: Iterable[int]) -> None:
+    """Remember customers to check against the suppression rule (in the caller's transaction)."""
+    now = utcnow()
+    rows = [{"customer_id": cid, "touched_at": now} for cid in sorted(set(customer_ids))]
+    if rows:
+        _insert_ignoring_duplicates(conn, touched_customers, rows, "customer_id")
+
+
+def touched_customer_ids(conn: Connection, *, limit: int) -> list[int]:
+    query = select(touched_customers.c.customer_id).order_by(touched_customers.c.customer_id).limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def untouch_customers(conn: Connection, customer_ids: Sequence[int]) -> None:
+    for start in range(0, len(customer_ids), 1000):
+        chunk = list(customer_ids[start : start + 1000])
+        conn.execute(touched_customers.delete().where(touched_customers.c.customer_id.in_(chunk)))
+
+
 # ------------------------------------------------------------------------------------ dead letters
 
 
@@ -262,6 +291,21 @@ def add_dead_letter(
     run_id: str | None = None,
 ) -> None:
     add_dead_letters(conn, [dict(key=key, step=step, reason=reason, original=original, kind=kind)], run_id=run_id)
+
+
+def dead_letter_keys(conn: Connection, keys: Sequence[str], *, step: str) -> set[str]:
+    """Which of ``keys`` already have an open (not replayed) dead letter from ``step``."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        chunk = list(keys[start : start + 1000])
+        found.update(
+            conn.execute(
+                select(dead_letters.c.key).where(
+                    dead_letters.c.key.in_(chunk), dead_letters.c.step == step, dead_letters.c.replayed_at.is_(None)
+                )
+            ).scalars()
+        )
+    return found
 
 
 def add_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]], *, run_id: str | None = None) -> None:

@@ -76,6 +76,15 @@ order_state = Table(
     Column("updated_at", Timestamp, nullable=False),
 )
 
+#: Customers whose events were queued since the last suppression check (parse and orders add them
+#: in the transaction of their events; the suppress step consumes them).
+touched_customers = Table(
+    "touched_customers",
+    metadata,
+    Column("customer_id", Id, primary_key=True, autoincrement=False),
+    Column("touched_at", Timestamp, nullable=False),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -41,10 +41,10 @@ def _items(n, kind="log_event", start=0):
 def test_outbox_enqueue_is_idempotent_and_cursor_moves_with_it(state_url):
     engine = open_state(state_url)
     with engine.begin() as conn:
-        assert st.enqueue(conn, _items(5)) == 5
+        assert len(st.enqueue(conn, _items(5))) == 5
         st.set_cursor(conn, "system_log", [5])
     with engine.begin() as conn:
-        assert st.enqueue(conn, _items(8)) == 3  # 0..4 are already queued
+        assert st.enqueue(conn, _items(8)) == {"log:5", "log:6", "log:7"}  # 0..4 are already queued
         st.set_cursor(conn, "system_log", [8])
         assert st.get_cursor(conn, "system_log") == [8]
     # A crash before commit leaves neither the rows nor the cursor.

@@ -1,0 +1,112 @@
+"""What the steps share: e-mail rules, store time → Klaviyo time, the customer's current profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, Row, select
+
+from kl_sync.payloads import ProfilePayload
+from kl_sync.store.contract import customers
+
+# Klaviyo rejects addresses without a local part, an @ and a dotted domain; so do we, before sending.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+class BadRow(ValueError):
+    """A store row that cannot become a valid payload; the message is the reason a person acts on."""
+
+
+def normalize_email(raw: Any) -> str | None:
+    """The e-mail as Klaviyo keys it (trimmed, lower-cased), or None when it is not usable."""
+    if not isinstance(raw, str):
+        return None
+    email = raw.strip().lower()
+    return email if _EMAIL.match(email) else None
+
+
+def klaviyo_time(naive: dt.datetime, tz: ZoneInfo) -> str:
+    """A store timestamp (naive, in the store's zone) as ISO 8601 with its UTC offset."""
+    return naive.replace(tzinfo=tz).isoformat()
+
+
+def clean_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def profile_properties(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """The customer's CURRENT profile properties, as the seed's identify calls set them."""
+    c = customer._mapping if isinstance(customer, Row) else customer
+    signup = c["signup_date"]
+    return {
+        "Schedule": c["schedule"],
+        "Status": c["status"],
+        "Box": c["box"],
+        "SignUpDate": klaviyo_time(signup, tz) if signup else None,
+        "HasFilledOutProfile": bool(c["has_filled_out_profile"]),
+    }
+
+
+def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayload:
+    """The profile payload for a customer; :class:`BadRow` when they have no usable e-mail."""
+    c = customer._mapping if isinstance(customer, Row) else customer
+    email = normalize_email(c["email"])
+    if email is None:
+        raw = c["email"]
+        what = "no e-mail" if raw is None or not str(raw).strip() else f"a malformed e-mail {raw!r}"
+        raise BadRow(f"customer {c['id']} has {what}")
+    return {
+        "email": email,
+        "first_name": clean_name(c["first_name"]),
+        "last_name": clean_name(c["last_name"]),
+        "properties": profile_properties(c, tz),
+    }
+
+
+def load_customers(store: Engine, ids: Iterable[int | None]) -> dict[int, Row[Any]]:
+    """The current rows of these customers, in one query per 1,000 ids."""
+    wanted = sorted({i for i in ids if i is not None})
+    found: dict[int, Row[Any]] = {}
+    with store.connect() as conn:
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            for row in conn.execute(select(customers).where(customers.c.id.in_(chunk))):
+                found[row.id] = row
+    return found
+
+
+def is_backfill(event_time: dt.datetime, now: dt.datetime, backfill_after: dt.timedelta) -> bool:
+    return event_time < now - backfill_after
+
+
+@dataclass
+class StepResult:
+    """What one step did in one run; flows publish these as artifacts, the CLI prints them."""
+
+    step: str
+    rows_read: int = 0
+    queued: int = 0
+    dead_letters: int = 0
+    by_metric: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def count_metric(self, metric: str, n: int = 1) -> None:
+        self.by_metric[metric] = self.by_metric.get(metric, 0) + n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "rows_read": self.rows_read,
+            "queued": self.queued,
+            "dead_letters": self.dead_letters,
+            "by_metric": dict(sorted(self.by_metric.items())),
+            **self.details,
+        }
