@@ -33,6 +33,12 @@ DEFAULT_LOG_METRICS: dict[str, str] = {
     "started.signup": "started.signup",
 }
 
+#: The keys of the local Klaviyo emulator when kl-sync starts it itself (the embedded default, the
+#: demo, the notebooks' defaults). Not secrets: the emulator is a local test double.
+EMULATOR_KEY = "pk_local_emulator"
+EMULATOR_PUBLIC_KEY = "LOCAL1"
+EMULATOR_PORT = 8765
+
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
 
 
@@ -151,6 +157,20 @@ def load_settings(**overrides: Any) -> Settings:
         name = _ENV_NAME.get(field, field)
         message = err["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{name}: {message}") from None
+
+
+def prefect_defaults() -> None:
+    """Before Prefect is imported: without a Prefect server configured, flows run on a temporary
+    local one; keep its files under .kl_sync/ rather than the user's home, and its telemetry off
+    (its heartbeat is what printed "database is locked" noise here)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str((HOME_DIR / "prefect").resolve()))
+        # A fresh home migrates its database first (~11 s here, more on a busy 2-core machine);
+        # Prefect's default 20 s wait is too short for that.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @lru_cache(maxsize=1)

@@ -41,3 +41,12 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path):
+    """A fresh local Klaviyo emulator on a free loopback port (rate limits off)."""
+    from kl_sync.emulator import running_emulator
+
+    with running_emulator(tmp_path / "emulator", api_keys=("pk_test_key",), public_key="PUBLIC") as emu:
+        yield emu

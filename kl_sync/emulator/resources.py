@@ -1,0 +1,212 @@
+"""Klaviyo's JSON:API resource objects built from stored rows (pure functions).
+
+Shapes follow the response schemas of the spec slices (``tests/emulator`` validates every answer
+against them): ``type``, ``id``, ``attributes``, ``relationships`` with ``self``/``related`` links,
+and ``links.self``. ``fields`` is a sparse fieldset (``fields[event]=datetime,uuid``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Iterable
+
+from kl_sync.emulator.storage import PROFILE_ATTRIBUTES, iso_from_epoch
+
+#: Integration Klaviyo reports for metrics created through the API.
+API_INTEGRATION = {"object": "integration", "id": "0eMvjm", "key": "api", "name": "API", "category": "API"}
+
+
+def _links(base: str, path: str) -> dict[str, str]:
+    return {"self": f"{base}{path}/"}
+
+
+def _relationship(base: str, kind: str, own_id: str, name: str, data: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "links": {
+            "self": f"{base}/api/{kind}/{own_id}/relationships/{name}/",
+            "related": f"{base}/api/{kind}/{own_id}/{name}/",
+        }
+    }
+    if data is not None:
+        out["data"] = data
+    return out
+
+
+def _sparse(attributes: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    if not fields:
+        return attributes
+    wanted = {f.split(".", 1)[0] for f in fields.split(",")}
+    return {k: v for k, v in attributes.items() if k in wanted}
+
+
+def event_resource(row: dict[str, Any], base: str, fields: str | None = None) -> dict[str, Any]:
+    properties = json.loads(row["properties"])
+    # Klaviyo returns the event's unique id and value among its properties.
+    properties["$event_id"] = row["dedupe_key"]
+    if row["value"] is not None:
+        properties["$value"] = row["value"]
+    attributes = {
+        "timestamp": row["time"],
+        "event_properties": properties,
+        "datetime": iso_from_epoch(row["time"]),
+        "uuid": row["uuid"],
+    }
+    return {
+        "type": "event",
+        "id": row["id"],
+        "attributes": _sparse(attributes, fields),
+        "relationships": {
+            "profile": _relationship(
+                base, "events", row["id"], "profile", {"type": "profile", "id": row["profile_id"]}
+            ),
+            "metric": _relationship(base, "events", row["id"], "metric", {"type": "metric", "id": row["metric_id"]}),
+        },
+        "links": _links(base, f"/api/events/{row['id']}"),
+    }
+
+
+def metric_resource(row: dict[str, Any], base: str, fields: str | None = None) -> dict[str, Any]:
+    attributes = {
+        "name": row["name"],
+        "created": row["created"],
+        "updated": row["updated"],
+        "integration": dict(API_INTEGRATION),
+    }
+    return {
+        "type": "metric",
+        "id": row["id"],
+        "attributes": _sparse(attributes, fields),
+        "links": _links(base, f"/api/metrics/{row['id']}"),
+    }
+
+
+def _subscriptions(suppression: dict[str, Any] | None) -> dict[str, Any]:
+    marketing: dict[str, Any] = {
+        "can_receive_email_marketing": suppression is None,
+        "consent": "NEVER_SUBSCRIBED",
+        "consent_timestamp": None,
+        "last_updated": suppression["time"] if suppression else None,
+        "method": None,
+        "method_detail": "",
+        "custom_method_detail": None,
+        "double_optin": None,
+        "suppression": [{"reason": suppression["reason"], "timestamp": suppression["time"]}] if suppression else [],
+        "list_suppressions": [],
+    }
+    return {"email": {"marketing": marketing}}
+
+
+_PREDICTIVE = (
+    "historic_clv",
+    "predicted_clv",
+    "total_clv",
+    "historic_number_of_orders",
+    "predicted_number_of_orders",
+    "average_days_between_orders",
+    "average_order_value",
+    "churn_probability",
+    "expected_date_of_next_order",
+    "ranked_channel_affinity",
+)
+
+
+def profile_resource(
+    row: dict[str, Any],
+    base: str,
+    *,
+    suppression: dict[str, Any] | None = None,
+    additional: Iterable[str] = (),
+    fields: str | None = None,
+) -> dict[str, Any]:
+    stored = json.loads(row["attributes"])
+    attributes: dict[str, Any] = {name: stored.get(name) for name in PROFILE_ATTRIBUTES}
+    attributes.update(
+        created=row["created"],
+        updated=row["updated"],
+        last_event_date=row["last_event_date"],
+        properties=json.loads(row["properties"]),
+    )
+    attributes = _sparse(attributes, fields)
+    if "subscriptions" in additional:
+        attributes["subscriptions"] = _subscriptions(suppression)
+    if "predictive_analytics" in additional:
+        attributes["predictive_analytics"] = {name: None for name in _PREDICTIVE}
+    return {
+        "type": "profile",
+        "id": row["id"],
+        "attributes": attributes,
+        "relationships": {
+            "lists": _relationship(base, "profiles", row["id"], "lists"),
+            "segments": _relationship(base, "profiles", row["id"], "segments"),
+        },
+        "links": _links(base, f"/api/profiles/{row['id']}"),
+    }
+
+
+def list_resource(row: dict[str, Any], base: str, fields: str | None = None) -> dict[str, Any]:
+    attributes = {
+        "name": row["name"],
+        "created": row["created"],
+        "updated": row["updated"],
+        "opt_in_process": row["opt_in_process"],
+    }
+    return {
+        "type": "list",
+        "id": row["id"],
+        "attributes": _sparse(attributes, fields),
+        "relationships": {"profiles": _relationship(base, "lists", row["id"], "profiles")},
+        "links": _links(base, f"/api/lists/{row['id']}"),
+    }
+
+
+def import_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:
+    """A profile-bulk-import-job; as first answered it is still "queued" (as at Klaviyo), though
+    the emulator has already applied it, so the next GET shows it complete."""
+    created = dt.datetime.fromisoformat(job["created_at"])
+    attributes = {
+        "status": "queued" if just_created else job["status"],
+        "created_at": job["created_at"],
+        "total_count": job["total_count"],
+        "completed_count": 0 if just_created else job["completed_count"],
+        "failed_count": 0 if just_created else job["failed_count"],
+        "completed_at": None if just_created else job["completed_at"],
+        "expires_at": (created + dt.timedelta(days=7)).isoformat(),
+        "started_at": None if just_created else job["created_at"],
+    }
+    lists = [{"type": "list", "id": i} for i in json.loads(job["list_ids"])]
+    kind = "profile-bulk-import-jobs"
+    return {
+        "type": "profile-bulk-import-job",
+        "id": job["id"],
+        "attributes": attributes,
+        "relationships": {
+            "lists": _relationship(base, kind, job["id"], "lists", lists),
+            "profiles": _relationship(base, kind, job["id"], "profiles"),
+            "import-errors": {"links": {"related": f"{base}/api/{kind}/{job['id']}/import-errors/"}},
+        },
+        "links": _links(base, f"/api/{kind}/{job['id']}"),
+    }
+
+
+def suppression_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:
+    attributes = {
+        "status": "queued" if just_created else job["status"],
+        "created_at": job["created_at"],
+        "total_count": job["total_count"],
+        "completed_count": 0 if just_created else job["completed_count"],
+        "completed_at": None if just_created else job["completed_at"],
+        "skipped_count": 0 if just_created else job["skipped_count"],
+    }
+    kind = "profile-suppression-bulk-create-jobs"
+    lists = [{"type": "list", "id": i} for i in json.loads(job["list_ids"])]
+    return {
+        "type": "profile-suppression-bulk-create-job",
+        "id": job["id"],
+        "attributes": attributes,
+        "relationships": {
+            "lists": _relationship(base, kind, job["id"], "lists", lists),
+            "segments": _relationship(base, kind, job["id"], "segments", []),
+        },
+        "links": _links(base, f"/api/{kind}/{job['id']}"),
+    }

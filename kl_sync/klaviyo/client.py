@@ -1,0 +1,392 @@
+"""The one place kl-sync talks HTTP to Klaviyo: session, headers, pinned revision, retries, counting.
+
+:meth:`KlaviyoClient.request` runs every call through the same steps: wait for the rate limiter, send,
+classify the outcome (:mod:`kl_sync.klaviyo.errors`), and retry only what is retryable, with jittered
+exponential backoff that never comes back before Klaviyo's ``Retry-After``.
+
+Retrying writes is safe here because every write kl-sync makes is idempotent on Klaviyo's side: events
+carry a deterministic ``unique_id`` (Klaviyo keeps one event per profile, metric and unique_id), profile
+imports are upserts and suppressions are set-like. So when a connection drops after a POST was sent,
+sending it again cannot double anything. The one write that is not idempotent (creating a list) passes
+``idempotent=False`` and recovers by looking the list up instead.
+
+The API key lives only inside the auth hook; it is in no repr, record, log line or exception message.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.structures import CaseInsensitiveDict
+
+from kl_sync.klaviyo.errors import KlaviyoError, RetryableError, error_for_response
+from kl_sync.klaviyo.limits import RateLimiter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+#: The API revision kl-sync is built and tested against (the spec in tests/spec/).
+REVISION = "2026-07-15"
+JSON_API = "application/vnd.api+json"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kl-sync")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+USER_AGENT = f"kl-sync/{_version()}"
+
+
+def encode_body(body: Any) -> bytes:
+    """The exact bytes sent for a JSON body. Batch builders measure sizes with this same function."""
+    return jsonlib.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Response:
+    """A successful Klaviyo response: status, headers, the parsed JSON body (None when empty)."""
+
+    status: int
+    headers: Mapping[str, str]
+    json: Any
+    #: How many attempts it took (1 when the first one succeeded).
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One HTTP attempt, for run summaries and logs. Holds no header, body or key."""
+
+    method: str
+    path: str
+    endpoint: str
+    attempt: int
+    #: HTTP status, or None when no response came back (timeout, dropped connection).
+    status: int | None
+    #: The error class name when the attempt failed (``RetryableError``, ``RejectedError``, ...).
+    error: str | None
+    #: The error's message (already free of secrets).
+    detail: str | None
+    retry_after: float | None
+    #: Seconds the client will sleep before the next attempt; None when there is none.
+    backoff: float | None
+    elapsed: float
+    started_at: float
+
+
+@dataclass
+class ClientStats:
+    """Counts for run summaries. Safe to read while other threads use the client."""
+
+    requests: int = 0
+    retries: int = 0
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, endpoint: str, status: int | None, *, retry: bool) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_endpoint[endpoint] += 1
+            self.by_status["no response" if status is None else str(status)] += 1
+            if retry:
+                self.retries += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "by_endpoint": dict(self.by_endpoint),
+                "by_status": dict(self.by_status),
+            }
+
+
+class _KlaviyoKeyAuth(requests.auth.AuthBase):
+    """Adds the Authorization header to each prepared request; the key is never printed."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Klaviyo-API-Key {self._api_key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_KlaviyoKeyAuth(<hidden>)"
+
+
+class KlaviyoClient:
+    """A Klaviyo API client for one account (one private key). Thread-safe for concurrent requests.
+
+    ``api_key`` may be None only for the public ``/client/...`` endpoints, which must never carry a
+    private key (:mod:`kl_sync.klaviyo.client_events`).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str = DEFAULT_BASE_URL,
+        revision: str = REVISION,
+        *,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        limiter: RateLimiter | None = None,
+        on_request: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        if api_key is not None and not api_key.strip():
+            raise ValueError("api_key is empty")
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.limiter = limiter
+        self.on_request = on_request
+        self.stats = ClientStats()
+        self._origin = _origin(self.base_url)
+        self._random = random.Random()
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"revision": revision, "Accept": JSON_API, "Content-Type": JSON_API, "User-Agent": USER_AGENT}
+        )
+        if api_key is not None:
+            self._session.auth = _KlaviyoKeyAuth(api_key)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> KlaviyoClient:
+        """A client from :class:`kl_sync.settings.Settings` (``klaviyo_api_key`` is a SecretStr)."""
+        from kl_sync.settings import SettingsError
+
+        secret = settings.klaviyo_api_key
+        if secret is None or not secret.get_secret_value().strip():
+            raise SettingsError("KLAVIYO_API_KEY: not set (a Klaviyo private API key is needed to write)")
+        return cls(
+            secret.get_secret_value(),
+            settings.klaviyo_base_url,
+            settings.klaviyo_revision,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> KlaviyoClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> Response:
+        """Send one call, retrying retryable failures; return the successful :class:`Response`.
+
+        ``path`` is relative to ``base_url`` (``/api/events``) or a full URL on the same origin (a
+        ``links.next`` cursor). ``endpoint`` is the operationId, for the rate limiter and the stats.
+        With ``idempotent=False`` a failure after the request may have reached Klaviyo (timeout while
+        reading, dropped connection, 5xx) is raised at once instead of retried; 429 and failures to
+        connect are still retried, since then Klaviyo did not process anything.
+
+        Raises :class:`RetryableError` after ``max_attempts``, :class:`AuthError` or
+        :class:`RejectedError` at once.
+        """
+        url = self._url(path)
+        data = None if json is None else encode_body(json)
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                self.limiter.acquire(endpoint)
+            started = time.time()
+            clock = time.perf_counter()
+            status: int | None = None
+            error: KlaviyoError | None
+            may_have_been_processed = True
+            try:
+                raw = self._session.request(method, url, data=data, params=params, timeout=self.timeout)
+            except _TRANSIENT as exc:
+                may_have_been_processed = not _never_reached_server(exc)
+                # Not chained (``from exc``): a requests exception holds the prepared request, whose
+                # headers carry the key, and exceptions get pickled and shipped (Prefect, workers).
+                error = RetryableError(
+                    f"Klaviyo {endpoint}: {type(exc).__name__}: {_one_line(str(exc))}", endpoint=endpoint
+                )
+            else:
+                status = raw.status_code
+                error = error_for_response(status, raw.headers, raw.content, endpoint=endpoint)
+                if status == 429:
+                    may_have_been_processed = False
+                if error is None:
+                    response = Response(status, CaseInsensitiveDict(raw.headers), _parse_json(raw), attempt)
+                    self._record(method, url, endpoint, attempt, status, None, None, started, clock)
+                    return response
+
+            retry = (
+                isinstance(error, RetryableError)
+                and attempt < self.max_attempts
+                and (idempotent or not may_have_been_processed)
+            )
+            backoff = self._backoff(attempt, error.retry_after) if retry else None
+            self._record(method, url, endpoint, attempt, status, error, backoff, started, clock)
+            if not retry:
+                if isinstance(error, RetryableError) and attempt > 1:
+                    error.message = f"{error.message} (after {attempt} attempts)"
+                    error.args = (error.message,)
+                raise error
+            log.info("Klaviyo %s: %s; retrying in %.2f s (attempt %d of %d)",
+                     endpoint, error.message, backoff, attempt + 1, self.max_attempts)
+            time.sleep(backoff)  # type: ignore[arg-type]
+
+    def get(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Response:
+        return self.request("GET", path, endpoint=endpoint, params=params)
+
+    def post(self, path: str, body: Any, *, endpoint: str, idempotent: bool = True) -> Response:
+        return self.request("POST", path, endpoint=endpoint, json=body, idempotent=idempotent)
+
+    def paginate(
+        self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Each page document of a cursor-paged GET, following ``links.next`` until there is none."""
+        next_url: str | None = path
+        next_params = params
+        while next_url:
+            page = self.get(next_url, endpoint=endpoint, params=next_params).json or {}
+            yield page
+            next_url = (page.get("links") or {}).get("next")
+            # ``links.next`` already carries every query parameter, cursor included.
+            next_params = None
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            # Only ever follow links back to the same origin: the key must not go anywhere else.
+            if _origin(path) != self._origin:
+                raise ValueError(f"refusing to send the Klaviyo key to another origin: {_origin(path)}")
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff; never shorter than Klaviyo's Retry-After."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        delay = self._random.uniform(0, ceiling)
+        if retry_after is not None:
+            # A little jitter on top, so clients told the same Retry-After do not return together.
+            delay = retry_after + self._random.uniform(0, min(ceiling, self.backoff_base))
+        return delay
+
+    def _record(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        attempt: int,
+        status: int | None,
+        error: KlaviyoError | None,
+        backoff: float | None,
+        started: float,
+        clock: float,
+    ) -> None:
+        self.stats.record(endpoint, status, retry=attempt > 1)
+        if self.on_request is None:
+            return
+        record = RequestRecord(
+            method=method,
+            path=urlsplit(url).path,
+            endpoint=endpoint,
+            attempt=attempt,
+            status=status,
+            error=None if error is None else type(error).__name__,
+            detail=None if error is None else error.message,
+            retry_after=None if error is None else error.retry_after,
+            backoff=backoff,
+            elapsed=time.perf_counter() - clock,
+            started_at=started,
+        )
+        self.on_request(record)
+
+
+#: Failures of the transport itself (timeouts, refused or reset connections, a body cut short).
+#: Other requests exceptions (a malformed URL, say) are bugs and propagate as they are.
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _parse_json(raw: requests.Response) -> Any:
+    if not raw.content:
+        return None
+    try:
+        return raw.json()
+    except ValueError:
+        return None
+
+
+def _never_reached_server(exc: BaseException) -> bool:
+    """True when the failure happened before the request could be sent (connect refused/timed out)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        cause: BaseException | None = exc
+        for _ in range(10):  # bounded: a malformed exception chain cannot loop us forever
+            if cause is None:
+                break
+            if isinstance(cause, urllib3.exceptions.MaxRetryError):
+                cause = cause.reason
+                continue
+            if isinstance(cause, urllib3.exceptions.NewConnectionError):
+                return True
+            cause = cause.__cause__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+    return False
+
+
+def _one_line(text: str) -> str:
+    # requests/urllib3 messages name host, port and path (never headers); keep them short.
+    return " ".join(text.split())[:500]
+
+
+__all__ = [
+    "ClientStats",
+    "KlaviyoClient",
+    "RequestRecord",
+    "Response",
+    "REVISION",
+    "encode_body",
+]

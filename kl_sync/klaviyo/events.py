@@ -1,0 +1,175 @@
+"""Events: :class:`~kl_sync.payloads.EventPayload` -> Klaviyo JSON:API bodies, and the sender.
+
+Bulk (``bulk_create_events``, ``POST /api/event-bulk-create-jobs``): one entry per profile, carrying
+that profile's events; at most 1,000 events and 5 MB per request. Every input row's place in a body is
+kept (:class:`~kl_sync.klaviyo.batches.Batch`), so a 400 pointing at one event fails that row only.
+
+Per the spec, ``backfill`` exists both on a bulk entry and on each event; it is set per event, because
+one profile's entry may mix history (backfilled) with new events that should fire flows.
+
+A batch never holds the same (profile, metric, unique_id) twice: the bulk spec says a repeated
+unique_id fails the whole request (without a unique_id, Klaviyo uses the time instead). A repeat goes into a later batch, where Klaviyo's dedupe keeps the
+first one, so the row is still sent and reported, once.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kl_sync.klaviyo.batches import Batch, ItemOutcome, send_batches
+from kl_sync.klaviyo.client import KlaviyoClient, encode_body
+from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
+from kl_sync.klaviyo.profiles import build_profile_resource
+from kl_sync.payloads import EventPayload
+
+BULK_CREATE = ENDPOINT_LIMITS["bulk_create_events"]
+
+#: Pointer to event ``j`` of profile entry ``i``: ``/data/attributes/events-bulk-create/data/<i>/attributes/events/data/<j>``.
+EVENTS_POINTER = ("/data/attributes/events-bulk-create/data/", "/attributes/events/data/")
+
+#: EventPayload keys copied to the Klaviyo event attributes as they are, when present.
+_OPTIONAL = ("time", "value", "value_currency", "unique_id", "backfill")
+
+
+def build_event_attributes(event: EventPayload) -> dict[str, Any]:
+    """An event's Klaviyo attributes, without the profile: properties, metric by name, and the rest."""
+    attributes: dict[str, Any] = {"properties": copy.deepcopy(event.get("properties") or {})}
+    for name in _OPTIONAL:
+        if name in event:
+            attributes[name] = event[name]  # type: ignore[literal-required]
+    attributes["metric"] = {"data": {"type": "metric", "attributes": {"name": event["metric"]}}}
+    return attributes
+
+
+def build_event_body(event: EventPayload) -> dict[str, Any]:
+    """Body of ``POST /api/events`` (create_event) for one event, its profile identified by e-mail."""
+    attributes = build_event_attributes(event)
+    attributes["profile"] = {"data": build_profile_resource(event["profile"])}
+    return {"data": {"type": "event", "attributes": attributes}}
+
+
+def _bulk_envelope(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": entries}}}}
+
+
+def _bulk_entry(profile: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "event-bulk-create", "attributes": {"profile": {"data": profile}, "events": {"data": events}}}
+
+
+@dataclass
+class _Entry:
+    profile: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Open:
+    """The batch being filled."""
+
+    size: int
+    entries: list[_Entry] = field(default_factory=list)
+    entry_of: dict[bytes, int] = field(default_factory=dict)
+    positions: dict[tuple[int, ...], int] = field(default_factory=dict)
+    seen: set[tuple[bytes, str, str]] = field(default_factory=set)
+
+
+def build_event_bulk_bodies(
+    events: Sequence[EventPayload],
+    max_events: int = BULK_CREATE.max_items or 1000,
+    max_bytes: int = BULK_CREATE.max_bytes or 5_000_000,
+) -> list[Batch]:
+    """Bulk-create bodies for ``events``: grouped one entry per profile, chunked at ``max_events`` AND
+    ``max_bytes`` (the body as sent). Each batch maps every event's index path back to its input position.
+
+    Profiles are grouped by their whole built resource (e-mail, names, properties), so two rows whose
+    profile data differ are never merged into one entry with one of them silently winning. An event too
+    big for any body gets a batch of its own; Klaviyo's rejection then becomes that row's outcome.
+    """
+    if max_events < 1:
+        raise ValueError(f"max_events must be at least 1, not {max_events}")
+    profiles = [build_profile_resource(event["profile"]) for event in events]
+    profile_keys = [encode_body(profile) for profile in profiles]
+    bodies = [build_event_attributes(event) for event in events]
+    event_sizes = [len(encode_body({"type": "event", "attributes": body})) for body in bodies]
+    # Size of an entry with no events yet, per distinct profile.
+    entry_sizes = {key: len(encode_body(_bulk_entry(profiles[i], []))) for i, key in enumerate(profile_keys)}
+    empty_size = len(encode_body(_bulk_envelope([])))
+
+    batches: list[Batch] = []
+
+    def close(open_: _Open) -> None:
+        entries = [
+            _bulk_entry(entry.profile, [{"type": "event", "attributes": body} for body in entry.events])
+            for entry in open_.entries
+        ]
+        batches.append(Batch(_bulk_envelope(entries), open_.positions, EVENTS_POINTER, open_.size))
+
+    # Group by profile, keeping first-appearance order; repeats of a unique_id go round again.
+    pending = _group(range(len(events)), profile_keys)
+    while pending:
+        deferred: list[int] = []
+        current = _Open(empty_size)
+        for position in pending:
+            key = profile_keys[position]
+            dedupe = (key, events[position]["metric"], _identity(events[position]))
+            if dedupe in current.seen:
+                deferred.append(position)
+                continue
+            entry_index = current.entry_of.get(key)
+            if entry_index is None:
+                extra = entry_sizes[key] + event_sizes[position] + (1 if current.entries else 0)
+            else:
+                extra = event_sizes[position] + 1
+            if current.positions and (len(current.positions) >= max_events or current.size + extra > max_bytes):
+                close(current)
+                current = _Open(empty_size)
+                entry_index = None
+                extra = entry_sizes[key] + event_sizes[position]
+            if entry_index is None:
+                entry_index = len(current.entries)
+                current.entries.append(_Entry(profiles[position]))
+                current.entry_of[key] = entry_index
+            entry = current.entries[entry_index]
+            current.positions[(entry_index, len(entry.events))] = position
+            entry.events.append(bodies[position])
+            current.seen.add(dedupe)
+            current.size += extra
+        if current.positions:
+            close(current)
+        pending = _group(deferred, profile_keys)
+    return batches
+
+
+def _identity(event: EventPayload) -> str:
+    """What Klaviyo dedupes an event on besides profile and metric: its unique_id, else its time."""
+    unique_id = event.get("unique_id")
+    if unique_id:
+        return f"id:{unique_id}"
+    return f"time:{event.get('time') or ''}"
+
+
+def _group(positions: Sequence[int] | range, keys: Sequence[bytes]) -> list[int]:
+    """``positions`` reordered so each profile's rows are together, profiles in first-seen order."""
+    groups: dict[bytes, list[int]] = {}
+    for position in positions:
+        groups.setdefault(keys[position], []).append(position)
+    return [position for group in groups.values() for position in group]
+
+
+def send_events(client: KlaviyoClient, events: Sequence[EventPayload]) -> list[ItemOutcome]:
+    """Send events in bulk; one :class:`ItemOutcome` per input event, in input order."""
+    return send_batches(
+        client,
+        events,
+        build_event_bulk_bodies,
+        path=BULK_CREATE.path,
+        endpoint=BULK_CREATE.operation_id,
+    )
+
+
+def send_event(client: KlaviyoClient, event: EventPayload) -> ItemOutcome:
+    """One event, through the bulk path (one code path for outcomes and rejections)."""
+    return send_events(client, [event])[0]
