@@ -1,0 +1,58 @@
+"""The suite files themselves: one per outbox kind, loadable by GX, diff-clean, rows-mappable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kl_sync import quality
+from kl_sync.payloads import OUTBOX_KINDS
+
+
+def test_every_outbox_kind_has_a_suite() -> None:
+    missing = [kind for kind in OUTBOX_KINDS if not quality.suite_path(kind).is_file()]
+    assert not missing, f"outbox kinds without expectations/<kind>.json: {missing}"
+
+
+def test_every_suite_belongs_to_an_outbox_kind() -> None:
+    strays = sorted(path.stem for path in quality.SUITES_DIR.glob("*.json") if path.stem not in OUTBOX_KINDS)
+    assert not strays, f"suites for kinds kl_sync.payloads does not know: {strays}"
+
+
+@pytest.mark.parametrize("kind", OUTBOX_KINDS)
+def test_suite_file_loads_with_gx(kind: str) -> None:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation import ColumnMapExpectation
+
+    with quality.suite_path(kind).open(encoding="utf-8") as handle:
+        body = json.load(handle)
+    suite = gx.ExpectationSuite(**body)
+
+    assert suite.name == kind
+    assert suite.expectations, f"{kind}: the suite expects nothing"
+    names = [quality.expectation_name(e.configuration.type, e.configuration.kwargs) for e in suite.expectations]
+    assert len(names) == len(set(names)), f"{kind}: an expectation appears twice"
+    assert all(isinstance(e, ColumnMapExpectation) for e in suite.expectations)
+    # Saved from to_json_dict() before any context touched it: no random ids, so diffs stay readable.
+    assert body.get("id") is None
+    assert all(expectation.get("id") is None for expectation in body["expectations"])
+    assert all(expectation.get("notes") for expectation in body["expectations"]), f"{kind}: say why each rule exists"
+
+
+@pytest.mark.parametrize("kind", OUTBOX_KINDS)
+def test_email_patterns_are_anchored(kind: str) -> None:
+    body = quality.load_suite_dict(kind)
+    regex_type = "expect_column_values_to_match_regex"
+    patterns = [e["kwargs"]["regex"] for e in body["expectations"] if e["type"] == regex_type]
+    assert patterns
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("\\Z"), pattern
+
+
+def test_importing_quality_does_not_import_great_expectations() -> None:
+    probe = "import sys, kl_sync.quality; print('great_expectations' in sys.modules, 'pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
