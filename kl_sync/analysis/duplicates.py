@@ -1,0 +1,203 @@
+"""Server events and their browser twins: the seed's "these may result in duplicates".
+
+The server sends ``started.signup`` and ``cancelled`` from the store's log; the pages track
+``Started Checkout`` and ``Cancelled Account`` for the same actions. :func:`find_duplicates` pairs
+each server event with the browser event of its pair metric for the same profile that is nearest
+in time within a window, each event in at most one pair. That is the greedy matching over candidate
+pairs sorted by |delay| (ties broken by the events' ids, so the result is deterministic), computed
+in rounds of pandas merges rather than a loop over events: in each round every candidate that is
+the nearest remaining one for both of its events is taken, and candidates touching a taken event are
+dropped. Taking all such "mutually nearest" candidates at once gives exactly what the one-by-one
+greedy gives, since the greedy would take each of them before anything that competes with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+DEFAULT_PAIRS: Mapping[str, str] = {"started.signup": "Started Checkout", "cancelled": "Cancelled Account"}
+DEFAULT_WINDOW = dt.timedelta(minutes=10)
+
+PAIR_COLUMNS = [
+    "server_event_id",
+    "browser_event_id",
+    "email",
+    "metric_pair",
+    "delay_seconds",
+    "server_time",
+    "browser_time",
+    "week",
+]
+#: The columns of ``duplicates.csv``.
+CSV_COLUMNS = ["server_event_id", "browser_event_id", "email", "metric_pair", "delay_seconds"]
+RATE_COLUMNS = [
+    "server_events",
+    "browser_events",
+    "pairs",
+    "server_only",
+    "browser_only",
+    "server_paired_rate",
+    "browser_paired_rate",
+]
+
+
+def metric_pair_name(server_metric: str, browser_metric: str) -> str:
+    return f"{server_metric} / {browser_metric}"
+
+
+def iso_week(times: pd.Series) -> pd.Series:
+    """``YYYY-Www`` of each time (ISO 8601 weeks, in the times' own zone)."""
+    parts = times.dt.isocalendar()
+    return parts["year"].astype(str) + "-W" + parts["week"].astype(str).str.zfill(2)
+
+
+def week_start(times: pd.Series) -> pd.Series:
+    """The Monday 00:00 (naive, in the times' own zone) that starts each time's ISO week."""
+    local = times.dt.tz_localize(None) if times.dt.tz is not None else times
+    return local.dt.to_period("W-SUN").dt.start_time
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    #: One row per twin: PAIR_COLUMNS; ``delay_seconds`` is browser time minus server time.
+    pairs: pd.DataFrame
+    #: Server events of a paired metric with no twin (the events' columns plus ``metric_pair``).
+    server_only: pd.DataFrame
+    #: Browser events of a paired metric with no twin.
+    browser_only: pd.DataFrame
+    #: Per metric pair: RATE_COLUMNS.
+    rates: pd.DataFrame
+    #: Per metric pair and ISO week (of the server event, or of the lone event): ``week``,
+    #: ``week_start`` and RATE_COLUMNS.
+    weekly: pd.DataFrame
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the pairs as ``duplicates.csv`` (CSV_COLUMNS)."""
+        self.pairs[CSV_COLUMNS].to_csv(path, index=False)
+
+
+def _prepared(events: pd.DataFrame) -> pd.DataFrame:
+    """Events with a matching key (profile id, else the folded e-mail) and UTC times."""
+    required = {"id", "metric", "datetime"}
+    missing = required - set(events.columns)
+    if missing:
+        raise ValueError(f"events lack columns {sorted(missing)}")
+    frame = events.drop_duplicates("id").copy()
+    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
+    email = frame["email"] if "email" in frame else pd.Series(pd.NA, index=frame.index, dtype="object")
+    email = email.astype("string").str.strip().str.lower()
+    profile = frame["profile_id"].astype("string") if "profile_id" in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["_key"] = ("profile:" + profile).fillna("email:" + email)
+    frame["_email"] = email
+    return frame[frame["_key"].notna()]
+
+
+def _nearest_pairs(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The greedy nearest-first matching of ``candidates`` (server_id, browser_id, abs_delay)."""
+    ordered = candidates.sort_values(["abs_delay", "server_id", "browser_id"], kind="mergesort").reset_index(drop=True)
+    ordered["rank"] = range(len(ordered))
+    taken = []
+    remaining = ordered
+    while not remaining.empty:
+        best_for_server = remaining.groupby("server_id")["rank"].transform("min")
+        best_for_browser = remaining.groupby("browser_id")["rank"].transform("min")
+        mutual = remaining[(remaining["rank"] == best_for_server) & (remaining["rank"] == best_for_browser)]
+        taken.append(mutual)
+        remaining = remaining[
+            ~remaining["server_id"].isin(mutual["server_id"]) & ~remaining["browser_id"].isin(mutual["browser_id"])
+        ]
+    if not taken:
+        return ordered.iloc[0:0]
+    return pd.concat(taken).sort_values("rank")
+
+
+def _rate_table(counts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Rates from a frame with one row per outcome (``outcome`` in pair / server_only / browser_only)."""
+    table = counts.groupby([*by, "outcome"]).size().unstack("outcome", fill_value=0)
+    table = table.reindex(columns=["pair", "server_only", "browser_only"], fill_value=0)
+    table = table.rename(columns={"pair": "pairs"})
+    table["server_events"] = table["pairs"] + table["server_only"]
+    table["browser_events"] = table["pairs"] + table["browser_only"]
+    table["server_paired_rate"] = (table["pairs"] / table["server_events"].where(table["server_events"] > 0)).astype(float)
+    table["browser_paired_rate"] = (table["pairs"] / table["browser_events"].where(table["browser_events"] > 0)).astype(float)
+    table.columns.name = None
+    return table[RATE_COLUMNS].reset_index()
+
+
+def find_duplicates(
+    events: pd.DataFrame,
+    pairs: Mapping[str, str] = DEFAULT_PAIRS,
+    window: dt.timedelta = DEFAULT_WINDOW,
+) -> DuplicateReport:
+    """Pair server events with their browser twins (see the module's docstring).
+
+    ``events`` has at least ``id``, ``metric`` and ``datetime``, and ``profile_id`` and/or ``email``
+    (the reads' ``events_frame`` columns). ``pairs`` maps a server metric to its browser metric; a
+    twin is an event of that browser metric for the same profile at most ``window`` before or after.
+    """
+    frame = _prepared(events)
+    # A browser metric shared by two server metrics is counted under the first pair.
+    browser_pair = {browser: metric_pair_name(server, browser) for server, browser in reversed(list(pairs.items()))}
+    server = frame[frame["metric"].isin(list(pairs))].copy()
+    server["metric_pair"] = [metric_pair_name(m, pairs[m]) for m in server["metric"]]
+    server["browser_metric"] = server["metric"].map(pairs)
+    browser = frame[frame["metric"].isin(list(pairs.values()))].copy()
+    browser["metric_pair"] = browser["metric"].map(browser_pair)
+
+    candidates = server[["id", "_key", "_email", "browser_metric", "metric_pair", "datetime"]].merge(
+        browser[["id", "_key", "_email", "metric", "datetime"]],
+        left_on=["_key", "browser_metric"],
+        right_on=["_key", "metric"],
+        suffixes=("_server", "_browser"),
+    )
+    candidates = candidates.rename(columns={"id_server": "server_id", "id_browser": "browser_id"})
+    candidates["delay"] = candidates["datetime_browser"] - candidates["datetime_server"]
+    candidates = candidates[candidates["delay"].abs() <= pd.Timedelta(window)]
+    candidates["abs_delay"] = candidates["delay"].abs()
+    chosen = _nearest_pairs(candidates)
+
+    twins = pd.DataFrame(
+        {
+            "server_event_id": chosen["server_id"].to_numpy(),
+            "browser_event_id": chosen["browser_id"].to_numpy(),
+            "email": chosen["_email_server"].fillna(chosen["_email_browser"]).to_numpy(),
+            "metric_pair": chosen["metric_pair"].to_numpy(),
+            "delay_seconds": chosen["delay"].dt.total_seconds().to_numpy(dtype=float),
+            "server_time": chosen["datetime_server"].to_numpy(),
+            "browser_time": chosen["datetime_browser"].to_numpy(),
+        }
+    )
+    twins["server_time"] = pd.to_datetime(twins["server_time"], utc=True)
+    twins["browser_time"] = pd.to_datetime(twins["browser_time"], utc=True)
+    twins["week"] = iso_week(twins["server_time"]) if len(twins) else pd.Series(dtype="string")
+    twins = twins[PAIR_COLUMNS].sort_values(["server_time", "server_event_id"], kind="mergesort").reset_index(drop=True)
+
+    original = list(events.columns)
+    server_only = server[~server["id"].isin(twins["server_event_id"])][[*original, "metric_pair"]].reset_index(drop=True)
+    browser_only = browser[~browser["id"].isin(twins["browser_event_id"])][[*original, "metric_pair"]].reset_index(drop=True)
+    server_only["datetime"] = pd.to_datetime(server_only["datetime"], utc=True)
+    browser_only["datetime"] = pd.to_datetime(browser_only["datetime"], utc=True)
+
+    outcomes = pd.concat(
+        [
+            pd.DataFrame({"metric_pair": twins["metric_pair"], "time": twins["server_time"], "outcome": "pair"}),
+            pd.DataFrame({"metric_pair": server_only["metric_pair"], "time": server_only["datetime"], "outcome": "server_only"}),
+            pd.DataFrame({"metric_pair": browser_only["metric_pair"], "time": browser_only["datetime"], "outcome": "browser_only"}),
+        ],
+        ignore_index=True,
+    )
+    outcomes["time"] = pd.to_datetime(outcomes["time"], utc=True)
+    outcomes["week"] = iso_week(outcomes["time"]) if len(outcomes) else pd.Series(dtype="string")
+    outcomes["week_start"] = week_start(outcomes["time"])
+    all_pairs = pd.DataFrame({"metric_pair": [metric_pair_name(s, b) for s, b in pairs.items()]})
+    rates = all_pairs.merge(_rate_table(outcomes, ["metric_pair"]), on="metric_pair", how="left")
+    for column in ("server_events", "browser_events", "pairs", "server_only", "browser_only"):
+        rates[column] = rates[column].fillna(0).astype(int)
+    weekly = _rate_table(outcomes, ["metric_pair", "week", "week_start"])
+    weekly = weekly.sort_values(["metric_pair", "week"]).reset_index(drop=True)
+    return DuplicateReport(twins, server_only, browser_only, rates, weekly)
