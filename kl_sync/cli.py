@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kl_sync.settings import SettingsError, get_settings
+from kl_sync.settings import SettingsError, get_settings, prefect_defaults
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -84,6 +84,128 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- sync
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from kl_sync.pipeline import parse_steps
+
+    get_settings()  # fail on bad settings before starting Prefect
+    try:
+        steps = parse_steps(args.steps)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    prefect_defaults()
+    from flows.sync import sync  # Prefect is imported here only, to run the flow
+
+    counts = sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run)
+    if args.json:
+        _print_json(counts)
+        return 0
+    send = counts.get("send", {})
+    for preview in send.get("preview", []):
+        _print_json(preview)
+    _table("kl-sync run", [
+        {"step": name, "read": c.get("rows_read"), "queued": c.get("queued"), "dead letters": c.get("dead_letters"),
+         "sent": c.get("sent_events", "") if name == "send" else ""}
+        for name, c in counts.items() if name != "http"
+    ])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kl_sync.state import store as st
+    from kl_sync.state.migrate import open_state
+
+    engine = open_state(get_settings().state_url)
+    with engine.connect() as conn:
+        status = {
+            "cursors": st.all_cursors(conn),
+            "outbox": st.outbox_counts(conn),
+            "stuck_leases": st.stuck_leases(conn),
+            "dead_letters": len(st.list_dead_letters(conn)),
+            "runs": st.recent_runs(conn, limit=args.runs),
+        }
+    if args.json:
+        _print_json(status)
+        return 0
+    _table("cursors", status["cursors"])
+    _table("outbox", status["outbox"])
+    print(f"open dead letters: {status['dead_letters']}; rows under an expired lease: {status['stuck_leases']}")
+    _table("last runs", [
+        {"run": r["id"][:8], "started": r["started_at"], "status": r["status"], "steps": r["steps"], "error": r["error"] or ""}
+        for r in status["runs"]
+    ])
+    return 0
+
+
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    from kl_sync.state import store as st
+    from kl_sync.state.migrate import open_state
+
+    engine = open_state(get_settings().state_url)
+    with engine.connect() as conn:
+        letters = st.list_dead_letters(conn, include_replayed=args.all)
+    if args.json:
+        _print_json(letters)
+        return 0
+    _table("dead letters", [
+        {"key": d["key"], "step": d["step"], "kind": d["kind"] or "", "reason": d["reason"], "at": d["created_at"]}
+        for d in letters
+    ])
+    return 0
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    from kl_sync.state import store as st
+    from kl_sync.state.migrate import open_state
+
+    engine = open_state(get_settings().state_url)
+    with engine.begin() as conn:
+        requeued = st.replay_dead_letters(conn, args.keys or None)
+    print(f"requeued {requeued} outbox row(s); the next send retries them")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- quality
+
+
+def cmd_quality_check(args: argparse.Namespace) -> int:
+    from kl_sync.pipeline import validate_pending
+
+    reports = validate_pending(get_settings())
+    summary: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        entry = summary.setdefault(report.kind, {"rows": 0, "failing_rows": 0, "by_expectation": {}})
+        entry["rows"] += report.rows
+        entry["failing_rows"] += len(report.failures)
+        for check, n in report.by_expectation.items():
+            entry["by_expectation"][check] = entry["by_expectation"].get(check, 0) + n
+    if args.json:
+        _print_json(summary)
+    else:
+        _table("pending outbox rows by suite", [
+            {"suite": kind, "rows": e["rows"], "failing rows": e["failing_rows"],
+             "failures": "; ".join(f"{c}: {n}" for c, n in sorted(e["by_expectation"].items()))}
+            for kind, e in sorted(summary.items())
+        ])
+    # Exit 1 when something would be dead-lettered, so scripts can gate on it.
+    return 1 if any(e["failing_rows"] for e in summary.values()) else 0
+
+
+def cmd_quality_docs(args: argparse.Namespace) -> int:
+    from kl_sync.pipeline import validate_pending
+    from kl_sync.quality import build_data_docs
+
+    reports = validate_pending(get_settings())
+    if not reports:
+        print("nothing pending to validate: the outbox is empty")
+        return 0
+    index = build_data_docs(reports, Path(args.out))
+    print(f"GX Data Docs for {sum(r.rows for r in reports)} pending rows: {index}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- demo
 
 
@@ -120,20 +242,48 @@ def build_parser() -> argparse.ArgumentParser:
     cur.add_argument("--url", help="state database URL (default: KL_SYNC_STATE_URL)")
     cur.set_defaults(handler=cmd_db_current)
 
+    sync = sub.add_parser("sync", help="run the sync flow once (through Prefect)")
+    sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
+    sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
+    sync.add_argument("--steps", default=None, help="comma-separated subset of parse,orders,suppress,send (default: all)")
+    sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    sync.set_defaults(handler=cmd_sync)
+
+    status = sub.add_parser("status", help="cursors, outbox counts, dead letters and the last runs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--runs", type=int, default=5, help="how many recent runs (default 5)")
+    status.set_defaults(handler=cmd_status)
+
+    dead = sub.add_parser("dead-letters", help="rows that could not be sent, with the reason")
+    dead_sub = dead.add_subparsers(dest="dead_command", required=True, metavar="SUBCOMMAND")
+    dl_list = dead_sub.add_parser("list", help="list open dead letters")
+    dl_list.add_argument("--json", action="store_true", help="machine-readable output")
+    dl_list.add_argument("--all", action="store_true", help="include replayed ones")
+    dl_list.set_defaults(handler=cmd_dead_letters_list)
+    dl_replay = dead_sub.add_parser("replay", help="put dead outbox rows back in the queue")
+    dl_replay.add_argument("keys", nargs="*", metavar="KEY", help="outbox keys (default: every open dead letter)")
+    dl_replay.set_defaults(handler=cmd_dead_letters_replay)
+
+    quality = sub.add_parser("quality", help="validate pending payloads against the GX suites")
+    quality_sub = quality.add_subparsers(dest="quality_command", required=True, metavar="SUBCOMMAND")
+    q_check = quality_sub.add_parser("check", help="validate everything pending without sending (exit 1 if any row fails)")
+    q_check.add_argument("--json", action="store_true", help="machine-readable output")
+    q_check.set_defaults(handler=cmd_quality_check)
+    q_docs = quality_sub.add_parser("docs", help="build GX Data Docs (HTML) for the pending rows' validation")
+    q_docs.add_argument("--out", default=".kl_sync/data-docs", help="folder for the site (default .kl_sync/data-docs)")
+    q_docs.set_defaults(handler=cmd_quality_docs)
+
     demo = sub.add_parser("demo", help="the whole thing on the embedded defaults (what `make demo` runs)")
     demo.add_argument("--customers", type=int, default=300, help="demo store size (default 300)")
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--fresh", action="store_true", help="start from a new store, state and emulator")
     demo.set_defaults(handler=cmd_demo)
 
-    try:
-        from kl_sync.emulator import cli as emulator_cli
-    except ImportError:  # the emulator package is optional for a slim install
-        emulator_cli = None
-    if emulator_cli is not None:
-        emu = sub.add_parser("emulator", help="run the local Klaviyo emulator")
-        emulator_cli.add_arguments(emu)
-        emu.set_defaults(handler=emulator_cli.run)
+    from kl_sync.emulator import cli as emulator_cli
+
+    emu = sub.add_parser("emulator", help="run the local Klaviyo emulator (default: the demo's account)")
+    emulator_cli.add_arguments(emu)
+    emu.set_defaults(handler=emulator_cli.run)
     return parser
 
 

@@ -1,22 +1,27 @@
 """``make demo``: the whole job on the embedded defaults, with nothing configured.
 
-Everything lives under ``.kl_sync/demo/``: the generated store (``store.db``), kl-sync's state
-(``state.db``). Running it again reuses them, so a second run finds nothing new to do.
+It generates the demo store, starts the local Klaviyo emulator on loopback, runs the full sync flow
+through Prefect, and prints what was sent, dead-lettered and suppressed. Everything lives under
+``.kl_sync/demo/``: the store (``store.db``), kl-sync's state (``state.db``) and the emulator's
+account (``emulator/``). Running it again reuses them, so the second run sends nothing new.
 """
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 
 from rich.console import Console
-from sqlalchemy import func, select
+from rich.table import Table
 
 from kl_sync.db import make_engine
-from kl_sync.settings import DEMO_DIR
+from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, get_settings, prefect_defaults
+from kl_sync.state import store as state_store
 from kl_sync.state.migrate import open_state
-from kl_sync.state.store import outbox_counts
-from kl_sync.store.contract import TABLES
 from kl_sync.store.generate import generate_store
 
 
@@ -42,34 +47,131 @@ def _remove_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def prepare_store(paths: DemoPaths, *, customers: int, seed: int, console: Console) -> None:
+def prepare_store(paths: DemoPaths, *, customers: int, seed: int, console: Console) -> bool:
+    """Generate the demo store unless it exists; True when it was generated now."""
     store_file = paths.root / "store.db"
     if store_file.exists():
-        console.print(f"store: reusing {store_file}")
-        return
+        console.print(f"store    reusing {store_file}")
+        return False
     paths.root.mkdir(parents=True, exist_ok=True)
     counts = generate_store(make_engine(paths.store_url, sqlite_wal=False), customers_count=customers, seed=seed)
     console.print(
-        f"store: generated {counts.customers} customers, {counts.orders} orders, "
-        f"{counts.order_items} order items and {counts.system_log} log rows into {store_file}"
+        f"store    generated {counts.customers} customers, {counts.orders:,} orders, "
+        f"{counts.order_items:,} order items and {counts.system_log:,} log rows into {store_file}"
+    )
+    return True
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The flow reads its settings from the environment, as a deployment would."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, state_url: str) -> None:
+    send = counts.get("send", {})
+    table = Table(title="this run")
+    for column in ("step", "read", "queued", "dead letters"):
+        table.add_column(column, justify="right" if column != "step" else "left")
+    for step in ("parse", "orders", "suppress", "send"):
+        c = counts.get(step)
+        if c:
+            table.add_row(step, f"{c['rows_read']:,}", f"{c['queued']:,}" if step != "send" else "", f"{c['dead_letters']:,}")
+    console.print(table)
+    http = send.get("http_requests", {})
+    console.print(
+        f"sent     {send.get('sent_events', 0):,} events and {send.get('sent_suppressions', 0):,} suppressions "
+        f"in {http.get('requests', 0)} HTTP requests ({send.get('retries', 0)} to retry later)"
+    )
+
+    events = emulator.events()
+    by_metric = Counter(e["metric"] for e in events)
+    account = Table(title=f"the emulator's Klaviyo account ({paths.emulator_dir})")
+    account.add_column("metric")
+    account.add_column("events", justify="right")
+    account.add_column("backfill", justify="right")
+    backfill = Counter(e["metric"] for e in events if e.get("backfill"))
+    for metric, n in sorted(by_metric.items()):
+        account.add_row(metric, f"{n:,}", f"{backfill[metric]:,}")
+    console.print(account)
+    console.print(f"profiles {len(emulator.profiles()):,}; suppressed {len(emulator.suppressions()):,}")
+
+    with open_state(state_url).connect() as conn:
+        letters = state_store.list_dead_letters(conn)
+    reasons = Counter(_reason_shape(d["reason"]) for d in letters)
+    if reasons:
+        dead = Table(title=f"open dead letters, all runs ({len(letters):,}), by reason")
+        dead.add_column("reason")
+        dead.add_column("rows", justify="right")
+        for reason, n in reasons.most_common(8):
+            dead.add_row(reason, f"{n:,}")
+        console.print(dead)
+    console.print(
+        "next     [bold]kl-sync status[/bold] and [bold]kl-sync dead-letters list[/bold] "
+        f"(with KL_SYNC_STATE_URL={state_url}); the emulator's journal of every request is "
+        f"{paths.emulator_dir / 'journal.jsonl'}; the notebooks in notebooks/ read this demo."
     )
 
 
+def _reason_shape(reason: str) -> str:
+    """'log 12: customer 7 has no e-mail' → 'customer has no e-mail', to group dead letters."""
+    import re
+
+    text = re.sub(r"^(log|order) \d+: ", "", reason)
+    text = re.sub(r"\b(customer|order|log) \d+\b", r"\1", text)
+    text = re.sub(r"'[^']*'", "'…'", text)
+    return re.sub(r"\(.*\)$", "", text).strip()
+
+
 def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: Path = DEMO_DIR) -> int:
+    from kl_sync.emulator import running_emulator
+
     console = Console()
     paths = DemoPaths(root)
     if fresh:
+        import shutil
+
         for name in ("store.db", "state.db"):
             _remove_sqlite(paths.root / name)
-    prepare_store(paths, customers=customers, seed=seed, console=console)
-    state = open_state(paths.state_url)
-    console.print(f"state: {paths.root / 'state.db'} migrated to head")
-    store = make_engine(paths.store_url, sqlite_wal=False)
-    with store.connect() as conn:
-        for table in TABLES:
-            count = conn.execute(select(func.count()).select_from(table)).scalar_one()
-            console.print(f"  {table.name:<12} {count:>8,} rows")
-    with state.connect() as conn:
-        counts = outbox_counts(conn)
-    console.print(f"outbox: {sum(r['rows'] for r in counts)} rows")
+        shutil.rmtree(paths.emulator_dir, ignore_errors=True)
+    generated = prepare_store(paths, customers=customers, seed=seed, console=console)
+    prefect_defaults()
+    with running_emulator(paths.emulator_dir, api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY, rate_limits="real") as emulator:
+        console.print(f"klaviyo  local emulator at {emulator.base_url} (Klaviyo's rate limits on), data in {paths.emulator_dir}")
+        if generated:
+            _post_browser_events(paths, emulator, console)
+        env = {
+            "KL_SYNC_STORE_URL": paths.store_url,
+            "KL_SYNC_STATE_URL": paths.state_url,
+            "KLAVIYO_BASE_URL": emulator.base_url,
+            "KLAVIYO_API_KEY": EMULATOR_KEY,
+        }
+        with _environment(env):
+            from flows.sync import sync  # Prefect is imported here only
+
+            console.print("sync     running the kl-sync flow through Prefect (a temporary local server starts first)…")
+            counts = sync()
+        _print_summary(console, counts, emulator, paths, paths.state_url)
     return 0
+
+
+def _post_browser_events(paths: DemoPaths, emulator, console: Console) -> None:
+    """What the store's browser JavaScript tracked, posted to the public client API, once."""
+    from kl_sync.onsite.browser import plan_browser_events, post_browser_events
+
+    settings = get_settings()
+    planned = plan_browser_events(make_engine(paths.store_url, sqlite_wal=False), seed=1, tz=settings.tz)
+    outcomes = post_browser_events(emulator.base_url, EMULATOR_PUBLIC_KEY, planned)
+    sent = sum(1 for o in outcomes if o.status == "sent")
+    console.print(f"browser  posted {sent:,} onsite events (Started Checkout, Completed Signup, Cancelled Account) to /client/events")

@@ -1,0 +1,85 @@
+"""What every kl-sync flow shares: the Klaviyo key, the run summary artifacts, the run logger.
+
+Flows are wiring: each task calls one ``kl_sync`` function. Retries live in the Klaviyo client, so
+no task here has Prefect retries stacked on top.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from kl_sync import pipeline
+from kl_sync.settings import Settings
+
+SECRET_BLOCK = "klaviyo-api-key"
+
+
+def klaviyo_api_key(settings: Settings) -> str | None:
+    """The key from the Prefect Secret block ``klaviyo-api-key``, else ``KLAVIYO_API_KEY``."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(SECRET_BLOCK).get()
+    except ValueError:  # no such block on this server: the environment decides
+        return settings.api_key()
+
+
+# Engines and runs are not hashable inputs: these tasks are never cached.
+@task(name="start run", cache_policy=NO_CACHE)
+def start_run(settings: Settings, steps: list[str], from_start: bool, dry_run: bool) -> pipeline.SyncRun:
+    run = pipeline.start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run)
+    get_run_logger().info("run %s: steps %s%s%s", run.run_id, ",".join(run.steps),
+                          " from the first log row" if from_start else "", " (dry run)" if dry_run else "")
+    return run
+
+
+_STEP_LOG = {
+    "parse": "parse: %(rows_read)d log rows read, %(queued)d events queued, %(dead_letters)d dead letters",
+    "orders": "orders: %(rows_read)d changed orders read, %(queued)d events queued, %(dead_letters)d dead letters",
+    "suppress": "suppress: %(rows_read)d customers checked, %(queued)d suppressions queued",
+}
+
+
+@task(name="step", cache_policy=NO_CACHE)
+def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
+    """One of parse, orders, suppress (named after it in the run's task list)."""
+    counts = pipeline.run_step(run, step).as_dict()
+    get_run_logger().info(_STEP_LOG[step], counts)
+    return counts
+
+
+@task(name="send outbox", cache_policy=NO_CACHE)
+def send_task(run: pipeline.SyncRun, api_key: str | None) -> dict[str, Any]:
+    logger = get_run_logger()
+    with pipeline.klaviyo_client(run.settings, api_key=api_key) as client:
+        result = pipeline.run_send(run, client)
+    if run.dry_run:
+        for preview in result.details["preview"]:
+            logger.info("would send %s (%s): %s", preview["key"], preview["kind"], preview["body"])
+    else:
+        logger.info("send: %d events, %d suppressions sent; %d retries later; %d dead letters",
+                    result.details["sent_events"], result.details["sent_suppressions"],
+                    result.details["retries"], result.dead_letters)
+    return result.as_dict()
+
+
+@task(name="publish summary", cache_policy=NO_CACHE)
+def publish_task(run: pipeline.SyncRun, error: str | None = None) -> dict[str, Any]:
+    counts = pipeline.finish_sync(run, error=RuntimeError(error) if error else None)
+    create_table_artifact(key="kl-sync-summary", table=pipeline.summary_rows(run),
+                          description=f"kl-sync run {run.run_id}: what each step read, queued and sent")
+    letters = [
+        {"key": d["key"], "step": d["step"], "kind": d["kind"], "reason": d["reason"]}
+        for d in pipeline.dead_letters_of_run(run)
+    ]
+    create_table_artifact(key="kl-sync-dead-letters", table=letters or [{"key": "", "step": "", "kind": "", "reason": "none"}],
+                          description=f"Dead letters of run {run.run_id} (replay with `kl-sync dead-letters replay`)")
+    send = run.results.get("send")
+    if send is not None and send.details.get("quality"):
+        create_table_artifact(key="kl-sync-validation", table=pipeline.quality_rows(send),
+                              description="Data-quality validation of what was sent: rows per suite, failures by expectation")
+    return counts

@@ -1,0 +1,14 @@
+"""The orders step alone, as its own flow; `flows/sync.py` runs all the steps."""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python flows/process_orders.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flows.sync import step_flow
+
+process_orders = step_flow("orders")
+
+if __name__ == "__main__":
+    process_orders()

@@ -1,0 +1,51 @@
+"""The whole sync: parse → orders → suppress → send, as one Prefect flow.
+
+``python flows/sync.py`` runs it once on the current settings; ``prefect.yaml`` schedules it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python flows/sync.py`: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prefect import flow
+
+from flows.common import klaviyo_api_key, publish_task, send_task, start_run, step_task
+from kl_sync import pipeline
+from kl_sync.settings import load_settings
+
+
+@flow(name="kl-sync", log_prints=True)
+def sync(steps: list[str] | None = None, from_start: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    """Run the chosen steps (all by default) once; returns the run's counts."""
+    settings = load_settings()
+    chosen = pipeline.parse_steps(steps)
+    run = start_run(settings, chosen, from_start, dry_run)
+    try:
+        for step in chosen:
+            if step == "send":
+                send_task(run, klaviyo_api_key(settings))
+            else:
+                step_task.with_options(name=step)(run, step)
+    except BaseException as exc:
+        publish_task(run, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return publish_task(run)
+
+
+def step_flow(step: str) -> Any:
+    """A flow that runs one step alone (``flows/parse_log.py`` and friends), for ad-hoc runs."""
+
+    @flow(name=f"kl-sync-{step}")
+    def one_step(from_start: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        return sync(steps=[step], from_start=from_start, dry_run=dry_run)
+
+    return one_step
+
+
+if __name__ == "__main__":
+    sync()

@@ -1,0 +1,239 @@
+"""One sync run: open the databases, run the steps in order, record the run. Flows and the CLI call
+these functions; each Prefect task wraps exactly one of them.
+
+With nothing configured (no ``KLAVIYO_API_KEY``, the default ``KLAVIYO_BASE_URL``) the sender talks
+to the local Klaviyo emulator under ``.kl_sync/demo/emulator/``, started for the run. The emulator is
+never used when an API key is set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from kl_sync.db import make_engine
+from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, Settings, SettingsError
+from kl_sync.state import store as state_store
+from kl_sync.state.migrate import open_state
+from kl_sync.steps.common import StepResult
+from kl_sync.steps.orders import CANCELLED, FULFILLED, ORDERED_PRODUCT, PLACED, process_orders
+from kl_sync.steps.parse import parse_log
+from kl_sync.progress import step_progress
+from kl_sync.steps.send import pending_count, preview_outbox, quality_validator, send_outbox
+from kl_sync.steps.suppress import suppress_touched
+
+STEPS = ("parse", "orders", "suppress", "send")
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+
+
+def parse_steps(text: str | Sequence[str] | None) -> list[str]:
+    """``"parse,send"`` → ``["parse", "send"]`` in pipeline order; unknown names are an error."""
+    if text is None:
+        return list(STEPS)
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    unknown = [n for n in names if n not in STEPS]
+    if unknown:
+        raise ValueError(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+    return [s for s in STEPS if s in names]
+
+
+def metric_names(settings: Settings) -> dict[str, set[str]]:
+    """The metrics each outbox kind may carry: the configured log metrics, Klaviyo's order metrics."""
+    return {
+        "log_event": set(settings.log_metrics.values()),
+        "order_event": {PLACED, CANCELLED, FULFILLED},
+        "ordered_product": {ORDERED_PRODUCT},
+    }
+
+
+def quality_rows(result: StepResult) -> list[dict[str, Any]]:
+    """The send step's validation as table rows: suite, rows validated, expectation, rows failed."""
+    rows = []
+    for kind, tally in sorted(result.details.get("quality", {}).items()):
+        failures = sorted(tally["failures"].items()) or [("(every expectation passed)", 0)]
+        rows.extend({"suite": kind, "rows": tally["rows"], "expectation": check, "failed": n} for check, n in failures)
+    return rows
+
+
+@dataclass
+class SyncRun:
+    settings: Settings
+    store: Engine
+    state: Engine
+    run_id: str
+    steps: list[str]
+    from_start: bool = False
+    dry_run: bool = False
+    results: dict[str, StepResult] = field(default_factory=dict)
+    client_stats: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {}
+        for name, result in self.results.items():
+            counts[name] = result.as_dict()
+        if self.client_stats:
+            counts["http"] = self.client_stats
+        return counts
+
+
+def start_sync(settings: Settings, *, steps: Sequence[str] | None = None, from_start: bool = False, dry_run: bool = False) -> SyncRun:
+    """Open both databases (migrating the state DB) and record the run as started."""
+    store = make_engine(settings.store_url, sqlite_wal=False)
+    state = open_state(settings.state_url)
+    chosen = parse_steps(steps)
+    with state.begin() as conn:
+        run_id = state_store.start_run(conn, steps=chosen, dry_run=dry_run)
+    return SyncRun(settings, store, state, run_id, chosen, from_start, dry_run)
+
+
+def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str, Any]:
+    status = "failed" if error else "ok"
+    with run.state.begin() as conn:
+        state_store.finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
+    return run.counts()
+
+
+# The store-reading steps: (function, progress label). Each takes (store, state, settings, …).
+_STORE_STEPS = {
+    "parse": (parse_log, "parse: log rows"),
+    "orders": (process_orders, "orders: changed orders"),
+    "suppress": (suppress_touched, "suppress: customers"),
+}
+
+
+def run_step(run: SyncRun, step: str) -> StepResult:
+    """Run one of parse, orders, suppress for this run (send needs a client: :func:`run_send`)."""
+    function, label = _STORE_STEPS[step]
+    options: dict[str, Any] = {"run_id": run.run_id}
+    if step != "suppress":
+        options["from_start"] = run.from_start
+    with step_progress(label) as progress:
+        result = function(run.store, run.state, run.settings, progress=progress, **options)
+    run.results[step] = result
+    return result
+
+
+def run_send(
+    run: SyncRun,
+    client: Any,
+    *,
+    validate: bool = True,
+    owner: str | None = None,
+) -> StepResult:
+    """Send the outbox (or, in a dry run, preview what would be sent and send nothing)."""
+    if run.dry_run:
+        result = StepResult("send", details={"dry_run": True, "preview": preview_outbox(run.state, limit=20)})
+        run.results["send"] = result
+        return result
+    s = run.settings
+    with step_progress("send: outbox rows", total=pending_count(run.state)) as progress:
+        result = send_outbox(
+            run.state,
+            client,
+            max_attempts=s.max_attempts,
+            batch_size=s.send_batch_size,
+            lease_seconds=s.lease_seconds,
+            validate=quality_validator(metric_names(s)) if validate else None,
+            run_id=run.run_id,
+            owner=owner,
+            progress=progress,
+        )
+    result.details["http_requests"] = client.stats.as_dict()
+    run.results["send"] = result
+    return result
+
+
+def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[Any]:
+    """Validate every pending outbox row against its kind's suite without sending or changing
+    anything (``kl-sync quality check``); one report per kind and chunk."""
+    import json
+
+    from sqlalchemy import select
+
+    from kl_sync.quality import validate_batch
+    from kl_sync.state.tables import PENDING, outbox
+
+    state = open_state(settings.state_url)
+    names = metric_names(settings)
+    reports = []
+    last_id = 0
+    while True:
+        with state.connect() as conn:
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload)
+                .where(outbox.c.status == PENDING, outbox.c.id > last_id)
+                .order_by(outbox.c.id)
+                .limit(chunk_size)
+            ).all()
+        if not rows:
+            return reports
+        last_id = rows[-1].id
+        by_kind: dict[str, list[tuple[str, Any]]] = {}
+        for row in rows:
+            by_kind.setdefault(row.kind, []).append((row.key, json.loads(row.payload)))
+        for kind, batch in sorted(by_kind.items()):
+            reports.append(validate_batch(kind, batch, metric_names=names.get(kind, ())))
+
+
+def dead_letters_of_run(run: SyncRun) -> list[dict[str, Any]]:
+    with run.state.connect() as conn:
+        return state_store.list_dead_letters(conn, run_id=run.run_id)
+
+
+def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
+    """The run summary as table rows (one per figure): what the artifact and the CLI show."""
+    rows: list[dict[str, Any]] = []
+    for name in STEPS:
+        result = run.results.get(name)
+        if result is None:
+            continue
+        rows.append({"step": name, "figure": "rows read", "value": result.rows_read})
+        if name != "send":
+            rows.append({"step": name, "figure": "queued", "value": result.queued})
+        for metric, n in sorted(result.by_metric.items()):
+            rows.append({"step": name, "figure": f"{'sent' if name == 'send' else 'queued'}: {metric}", "value": n})
+        for key in ("sent_events", "sent_profiles", "sent_suppressions", "retries", "quality_rejects"):
+            if key in result.details:
+                rows.append({"step": name, "figure": key.replace("_", " "), "value": result.details[key]})
+        http = result.details.get("http_requests") or {}
+        if http:
+            rows.append({"step": name, "figure": "HTTP requests", "value": http.get("requests", 0)})
+        rows.append({"step": name, "figure": "dead letters", "value": result.dead_letters})
+    return rows
+
+
+@contextmanager
+def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: Any = None) -> Iterator[Any]:
+    """The Klaviyo client for this run.
+
+    ``api_key`` (e.g. from a Prefect Secret block) wins over ``KLAVIYO_API_KEY``. With neither and the
+    default base URL, the local emulator is started for the run — the embedded default, for
+    engineers and the demo. A key with the default URL always means the real Klaviyo.
+    """
+    from kl_sync.klaviyo.client import KlaviyoClient
+    from kl_sync.klaviyo.limits import WindowRateLimiter
+
+    key = api_key or settings.api_key()
+    limiter = limiter or WindowRateLimiter()
+    if key:
+        client = KlaviyoClient(key, settings.klaviyo_base_url, settings.klaviyo_revision, limiter=limiter)
+        with client:
+            yield client
+        return
+    if settings.klaviyo_base_url != DEFAULT_BASE_URL:
+        raise SettingsError(f"KLAVIYO_API_KEY: not set, and KLAVIYO_BASE_URL points at {settings.klaviyo_base_url}")
+    from kl_sync.emulator import running_emulator
+
+    with running_emulator(DEMO_DIR / "emulator", api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY) as emulator:
+        client = KlaviyoClient(EMULATOR_KEY, emulator.base_url, settings.klaviyo_revision, limiter=limiter)
+        with client:
+            yield client
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,230 @@
+"""Log Run: the only code that writes to Klaviyo.
+
+It claims due outbox rows under a lease, validates them against the data-quality suites, sends the
+passing ones in bulk through the client, and records per row: sent; retry later (attempts, next
+attempt time, backing off); or dead letter with the reason (a failed expectation, Klaviyo's
+rejection, or too many attempts). An auth error stops the run and hands every unfinished row back
+untouched. Results are committed after every bulk request, so a crash repeats at most one request —
+which Klaviyo dedupes by ``unique_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from kl_sync.payloads import EVENT_KINDS
+from kl_sync.state import store as state_store
+from kl_sync.state.store import ClaimedItem
+from kl_sync.state.tables import PENDING, outbox
+from kl_sync.steps.common import StepResult
+
+#: Rows per bulk call. Each call is one checkpoint; 1,000 is Klaviyo's events-per-request limit.
+EVENTS_PER_CALL = 1000
+PROFILES_PER_CALL = 10_000
+SUPPRESSIONS_PER_CALL = 100
+RETRY_BASE = dt.timedelta(seconds=30)
+RETRY_CAP = dt.timedelta(hours=1)
+
+#: (kind, [(key, payload)]) -> a report with ``failures`` ({key: [failed expectation names]}),
+#: ``rows`` and ``by_expectation`` ({expectation: failed rows}) — kl_sync.quality.QualityReport.
+Validator = Callable[[str, Sequence[tuple[str, dict[str, Any]]]], Any]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:40]
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Outbox-level backoff after the client's own retries gave up: 30 s, 1 min, 2 min … 1 h."""
+    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+
+
+def quality_validator(metric_names: Mapping[str, Collection[str]]) -> Validator:
+    """The default gate: the GX suites in ``expectations/`` (GX is imported on first use), with the
+    metric names each kind may carry."""
+
+    def validate(kind: str, rows: Sequence[tuple[str, dict[str, Any]]]) -> Any:
+        from kl_sync.quality import validate_batch
+
+        return validate_batch(kind, rows, metric_names=metric_names.get(kind, ()))
+
+    return validate
+
+
+def _tally_quality(result: StepResult, kind: str, report: Any) -> None:
+    tally = result.details.setdefault("quality", {}).setdefault(kind, {"rows": 0, "failures": {}})
+    tally["rows"] += report.rows
+    for check, failed in report.by_expectation.items():
+        tally["failures"][check] = tally["failures"].get(check, 0) + failed
+
+
+def _send_calls(client: Any, kind: str, items: list[ClaimedItem]) -> list[tuple[list[ClaimedItem], Callable[[], list[Any]]]]:
+    """Split one kind's items into bulk calls; each is (its items, a function that sends them)."""
+    from kl_sync.klaviyo import events, profiles, suppressions
+
+    if kind in EVENT_KINDS or kind == "events":
+        # Sorting by profile packs each profile's events into one bulk-create entry.
+        ordered = sorted(items, key=lambda i: (i.payload.get("profile", {}).get("email") or "", i.id))
+        size, send = EVENTS_PER_CALL, lambda chunk: events.send_events(client, [i.payload for i in chunk])
+    elif kind == "profile":
+        ordered = items
+        size, send = PROFILES_PER_CALL, lambda chunk: profiles.send_profiles(client, [i.payload for i in chunk])
+    elif kind == "suppression":
+        ordered = items
+        size, send = SUPPRESSIONS_PER_CALL, lambda chunk: suppressions.send_suppressions(
+            client, [i.payload["email"] for i in chunk]
+        )
+    else:
+        raise ValueError(f"no Klaviyo operation for outbox kind {kind!r}")
+    calls = []
+    for start in range(0, len(ordered), size):
+        chunk = ordered[start : start + size]
+        calls.append((chunk, lambda chunk=chunk: send(chunk)))
+    return calls
+
+
+def _record_outcomes(
+    state: Engine,
+    items: list[ClaimedItem],
+    outcomes: list[Any],
+    *,
+    max_attempts: int,
+    run_id: str | None,
+    result: StepResult,
+) -> None:
+    now = state_store.utcnow()
+    sent: list[int] = []
+    with state.begin() as conn:
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.status == "sent":
+                sent.append(item.id)
+                _count(result, f"sent_{_family(item.kind)}")
+                if item.kind in EVENT_KINDS:
+                    result.count_metric(item.payload.get("metric", "?"))
+            elif outcome.status == "rejected":
+                state_store.mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id)
+                result.dead_letters += 1
+            else:
+                attempts = item.attempts + 1
+                if attempts >= max_attempts:
+                    dead = ClaimedItem(item.id, item.key, item.kind, item.payload, attempts)
+                    state_store.mark_dead(conn, dead, step="send", run_id=run_id,
+                                          reason=f"gave up after {attempts} attempts: {outcome.reason}")
+                    result.dead_letters += 1
+                else:
+                    state_store.mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
+                                           next_attempt_at=now + retry_delay(attempts))
+                    _count(result, "retries")
+        state_store.mark_sent(conn, sent, run_id=run_id)
+
+
+def _family(kind: str) -> str:
+    return "events" if kind in EVENT_KINDS else {"profile": "profiles", "suppression": "suppressions"}.get(kind, kind)
+
+
+def _count(result: StepResult, name: str, n: int = 1) -> None:
+    result.details[name] = result.details.get(name, 0) + n
+
+
+def send_outbox(
+    state: Engine,
+    client: Any,
+    *,
+    max_attempts: int = 8,
+    batch_size: int = 5000,
+    lease_seconds: int = 300,
+    validate: Validator | None = None,
+    run_id: str | None = None,
+    owner: str | None = None,
+    max_batches: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> StepResult:
+    """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
+
+    Raises the client's ``AuthError`` after handing the unfinished rows back.
+    """
+    from kl_sync.klaviyo.errors import AuthError
+
+    result = StepResult("send")
+    for name in ("sent_events", "sent_profiles", "sent_suppressions", "retries"):
+        result.details[name] = 0
+    batches = 0
+    owner = owner or worker_name()
+    while max_batches is None or batches < max_batches:
+        claimed = state_store.claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner)
+        if not claimed:
+            break
+        batches += 1
+        result.rows_read += len(claimed)
+        by_kind: dict[str, list[ClaimedItem]] = {}
+        for item in claimed:
+            by_kind.setdefault(item.kind, []).append(item)
+
+        passing: dict[str, list[ClaimedItem]] = {}
+        with state.begin() as conn:
+            for kind, items in by_kind.items():
+                failures: dict[str, list[str]] = {}
+                if validate is not None:
+                    report = validate(kind, [(i.key, i.payload) for i in items])
+                    failures = report.failures
+                    _tally_quality(result, kind, report)
+                for item in items:
+                    if item.key in failures:
+                        reason = "failed data-quality expectations: " + "; ".join(failures[item.key])
+                        state_store.mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
+                        result.dead_letters += 1
+                        _count(result, "quality_rejects")
+                    else:
+                        # The three event kinds share Klaviyo's bulk endpoint: pack them together.
+                        passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
+
+        calls = [call for kind, items in passing.items() for call in _send_calls(client, kind, items)]
+        for index, (items, send) in enumerate(calls):
+            try:
+                outcomes = send()
+            except AuthError:
+                unfinished = [i.id for chunk, _ in calls[index:] for i in chunk]
+                with state.begin() as conn:
+                    state_store.release(conn, unfinished)
+                raise
+            _record_outcomes(state, items, outcomes, max_attempts=max_attempts, run_id=run_id, result=result)
+            if progress is not None:
+                progress(len(items))
+    result.details["batches"] = batches
+    return result
+
+
+def preview_outbox(state: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The request bodies the next send would make, built from pending rows without claiming them
+    (``--dry-run``)."""
+    from kl_sync.klaviyo import events, profiles, suppressions
+
+    with state.connect() as conn:
+        rows = conn.execute(
+            select(outbox.c.key, outbox.c.kind, outbox.c.payload).where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit)
+        ).all()
+    previews = []
+    for row in rows:
+        payload = json.loads(row.payload)
+        if row.kind in EVENT_KINDS:
+            body = events.build_event_body(payload)
+        elif row.kind == "profile":
+            body = profiles.build_profile_import_body(payload)
+        else:
+            body = suppressions.build_suppression_bodies([payload["email"]])[0].body
+        previews.append({"key": row.key, "kind": row.kind, "body": body})
+    return previews
+
+
+def pending_count(state: Engine) -> int:
+    from sqlalchemy import func
+
+    with state.connect() as conn:
+        return conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)).scalar_one()

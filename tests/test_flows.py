@@ -1,0 +1,74 @@
+"""The Prefect layer, end to end: one session-scoped test harness for the whole suite."""
+
+import datetime as dt
+import json
+from collections import Counter
+
+import pytest
+
+from kl_sync.cli import main
+from kl_sync.db import make_engine
+from kl_sync.store.generate import generate_store
+
+END = dt.datetime(2026, 11, 1, 12, 0)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """Prefect's test harness (a temporary server), started once per session; never nest another."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.mark.prefect
+def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, capsys):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.sync import sync
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    generate_store(make_engine(store_url), customers_count=30, seed=11, end=END)
+    monkeypatch.setenv("KL_SYNC_STORE_URL", store_url)
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("KLAVIYO_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("KLAVIYO_API_KEY", emulator.api_key)
+
+    # A dry run through the CLI queues but sends nothing, and prints what it would send.
+    assert main(["sync", "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    dry = json.loads(out[out.index("{"):])
+    assert dry["send"]["dry_run"] is True and dry["send"]["preview"]
+    assert emulator.events() == []
+
+    counts = sync()
+    queued = counts["parse"]["queued"] + counts["orders"]["queued"]
+    sent_events = emulator.events()
+    assert queued == 0  # the dry run queued everything already
+    assert counts["send"]["sent_events"] == len(sent_events) > 0
+    assert len({e["unique_id"] for e in sent_events}) == len(sent_events)
+    assert Counter(e["metric"] for e in sent_events)["Placed Order"] > 0
+
+    again = sync()
+    assert again["send"]["rows_read"] == 0 and len(emulator.events()) == len(sent_events)
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    keys = {a.key for a in asyncio.run(artifacts())}
+    assert {"kl-sync-summary", "kl-sync-dead-letters"} <= keys
+
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders"}
+    assert status["runs"][0]["status"] == "ok"
+    assert main(["dead-letters", "list", "--json"]) == 0
+    letters = json.loads(capsys.readouterr().out)
+    assert letters and all(d["reason"] for d in letters)
