@@ -221,10 +221,12 @@ def test_a_non_idempotent_post_is_retried_only_when_it_cannot_have_landed(
 def test_the_limiter_keeps_requests_within_the_emulators_windows(
     start_emulator: Callable[..., EmulatorHandle], make_client: Callable[..., KlaviyoClient]
 ) -> None:
-    # Windows scaled 20x: get_metrics allows 10 per 0.05 s and 150 per 3 s. Eight threads share one
+    # Windows scaled 10x: get_metrics allows 10 per 0.1 s and 150 per 6 s. Eight threads share one
     # client and limiter, as a worker's send tasks would, and push harder than either window allows.
-    limited = start_emulator(rate_limits="real", rate_scale=20.0)
-    client = make_client(handle=limited, limiter=WindowRateLimiter(scale=20.0, margin=0.05), max_attempts=1)
+    # The 0.1 s margin absorbs how late a request can reach the server after its slot on a loaded
+    # 2-core machine (with 0.05 s, a 20x scale failed once in CI with a single 429).
+    limited = start_emulator(rate_limits="real", rate_scale=10.0)
+    client = make_client(handle=limited, limiter=WindowRateLimiter(scale=10.0, margin=0.1), max_attempts=1)
     total = 168
 
     def worker() -> None:
@@ -243,10 +245,10 @@ def test_the_limiter_keeps_requests_within_the_emulators_windows(
     def most_in_a_window(length: float) -> int:
         return max(bisect.bisect_left(times, start + length) - i for i, start in enumerate(times))
 
-    assert most_in_a_window(0.05) <= 10
-    assert most_in_a_window(3.0) <= 150
+    assert most_in_a_window(0.1) <= 10
+    assert most_in_a_window(6.0) <= 150
     # The steady window really was the constraint: request 151 waited for it.
-    assert times[150] - times[0] >= 3.0
+    assert times[150] - times[0] >= 6.0
 
 
 def test_links_to_another_origin_are_refused(client: KlaviyoClient) -> None:
