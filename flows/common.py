@@ -53,9 +53,9 @@ def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
 
 
 @task(name="send outbox", cache_policy=NO_CACHE)
-def send_task(run: pipeline.SyncRun, api_key: str | None) -> dict[str, Any]:
+def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
     logger = get_run_logger()
-    with pipeline.klaviyo_client(run.settings, api_key=api_key) as client:
+    with pipeline.klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
         result = pipeline.run_send(run, client)
     if run.dry_run:
         for preview in result.details["preview"]:

@@ -3,10 +3,15 @@
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python flows/send_outbox.py`
+if __package__ in (None, ""):  # `python flows/send_outbox.py`, or loaded by path as an entrypoint
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.sync import step_flow
+from kl_sync.settings import prefect_defaults
+
+if __name__ == "__main__":
+    prefect_defaults()
+
+from flows.sync import step_flow  # noqa: E402  (Prefect is imported after its defaults are set)
 
 send_outbox = step_flow("send")
 

@@ -9,26 +9,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python flows/sync.py`: make the repo importable
+if __package__ in (None, ""):  # run as a script, or loaded by path as a deployment's entrypoint
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kl_sync.settings import prefect_defaults
+
+if __name__ == "__main__":
+    prefect_defaults()  # before Prefect is imported: a temporary server under .kl_sync/, given time to start
 
 from prefect import flow
 
 from flows.common import klaviyo_api_key, publish_task, send_task, start_run, step_task
+from flows.rate_limit import flow_rate_limiter
 from kl_sync import pipeline
 from kl_sync.settings import load_settings
 
 
 @flow(name="kl-sync", log_prints=True)
-def sync(steps: list[str] | None = None, from_start: bool = False, dry_run: bool = False) -> dict[str, Any]:
-    """Run the chosen steps (all by default) once; returns the run's counts."""
+def sync(
+    steps: list[str] | None = None,
+    from_start: bool = False,
+    dry_run: bool = False,
+    rate_limit: str = "local",
+    rate_scale: float = 1.0,
+) -> dict[str, Any]:
+    """Run the chosen steps (all by default) once; returns the run's counts.
+
+    ``rate_limit``: ``local`` (this process), ``shared`` (every worker on the state database) or
+    ``prefect`` (Prefect global concurrency limits, see flows/rate_limit.py)."""
     settings = load_settings()
     chosen = pipeline.parse_steps(steps)
+    limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if "send" in chosen else None
     run = start_run(settings, chosen, from_start, dry_run)
     try:
         for step in chosen:
             if step == "send":
-                send_task(run, klaviyo_api_key(settings))
+                send_task(run, klaviyo_api_key(settings), limiter)
             else:
                 step_task.with_options(name=step)(run, step)
     except BaseException as exc:

@@ -90,15 +90,26 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from kl_sync.pipeline import parse_steps
 
-    get_settings()  # fail on bad settings before starting Prefect
+    settings = get_settings()  # fail on bad settings before starting Prefect
     try:
         steps = parse_steps(args.steps)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    prefect_defaults()
-    from flows.sync import sync  # Prefect is imported here only, to run the flow
+    if args.rate_scale <= 0:
+        raise CliError(f"--rate-scale must be positive, not {args.rate_scale:g}")
+    if args.no_prefect:
+        from kl_sync.pipeline import rate_limiter, run_sync
 
-    counts = sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run)
+        if args.rate_limit == "prefect":
+            raise CliError("--rate-limit prefect needs the Prefect flow: drop --no-prefect, or use shared")
+        limiter = rate_limiter(settings, args.rate_limit, scale=args.rate_scale)
+        counts = run_sync(settings, steps=steps, from_start=args.from_start, dry_run=args.dry_run, limiter=limiter)
+    else:
+        prefect_defaults()
+        from flows.sync import sync  # Prefect is imported here only, to run the flow
+
+        counts = sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,
+                      rate_limit=args.rate_limit, rate_scale=args.rate_scale)
     if args.json:
         _print_json(counts)
         return 0
@@ -247,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
     sync.add_argument("--steps", default=None, help="comma-separated subset of parse,orders,suppress,send (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    sync.add_argument("--no-prefect", action="store_true",
+                      help="run the steps in this process without Prefect (cron, several send workers)")
+    sync.add_argument("--rate-limit", choices=("local", "shared", "prefect"), default="local",
+                      help="Klaviyo rate limit kept per process (local, default), across every worker on the "
+                           "state database (shared), or by Prefect global concurrency limits (prefect)")
+    sync.add_argument("--rate-scale", type=float, default=1.0,
+                      help="shorten the rate windows by this factor, to match an emulator started with "
+                           "--rate-scale (default 1: Klaviyo's own windows)")
     sync.set_defaults(handler=cmd_sync)
 
     status = sub.add_parser("status", help="cursors, outbox counts, dead letters and the last runs")
@@ -287,6 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _failure_line(exc: BaseException) -> str | None:
+    """One line for the failures a user acts on outside kl-sync (a refused key, an unreachable
+    database); None for anything else, which keeps its traceback. Imported lazily: the module is
+    only needed once something failed."""
+    auth_error = getattr(sys.modules.get("kl_sync.klaviyo.errors"), "AuthError", None)
+    if auth_error is not None and isinstance(exc, auth_error):
+        # The send step handed every unfinished row back: nothing is marked sent or attempted.
+        return f"Klaviyo refused the API key, nothing more was sent: {exc}"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        return f"database error: {reason}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -301,6 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kl-sync: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        line = _failure_line(exc)
+        if line is None:
+            raise
+        print(f"kl-sync: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,10 +81,41 @@ class SyncRun:
         return counts
 
 
+class DatabaseUnreachable(SettingsError):
+    """The store or the state database cannot be reached; the message names the setting and the
+    driver's reason in one line (never the URL's password)."""
+
+
+def _one_line_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split())
+    return text[:300] or type(orig).__name__
+
+
+def _connectable(engine: Engine, setting: str) -> Engine:
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseUnreachable(f"{setting}: cannot connect: {_one_line_reason(exc)}") from None
+    return engine
+
+
 def start_sync(settings: Settings, *, steps: Sequence[str] | None = None, from_start: bool = False, dry_run: bool = False) -> SyncRun:
-    """Open both databases (migrating the state DB) and record the run as started."""
-    store = make_engine(settings.store_url, sqlite_wal=False)
-    state = open_state(settings.state_url)
+    """Open both databases (migrating the state DB) and record the run as started.
+
+    Raises :class:`DatabaseUnreachable` naming ``KL_SYNC_STORE_URL`` or ``KL_SYNC_STATE_URL`` when one
+    cannot be reached, before anything is read or written."""
+    from sqlalchemy.exc import DBAPIError
+
+    store = _connectable(make_engine(settings.store_url, sqlite_wal=False), "KL_SYNC_STORE_URL")
+    try:
+        state = open_state(settings.state_url)
+    except DBAPIError as exc:
+        raise DatabaseUnreachable(f"KL_SYNC_STATE_URL: cannot connect: {_one_line_reason(exc)}") from None
     chosen = parse_steps(steps)
     with state.begin() as conn:
         run_id = state_store.start_run(conn, steps=chosen, dry_run=dry_run)
@@ -146,6 +177,53 @@ def run_send(
     result.details["http_requests"] = client.stats.as_dict()
     run.results["send"] = result
     return result
+
+
+def run_sync(
+    settings: Settings,
+    *,
+    steps: Sequence[str] | None = None,
+    from_start: bool = False,
+    dry_run: bool = False,
+    api_key: str | None = None,
+    limiter: Any = None,
+) -> dict[str, Any]:
+    """One whole run in this process, without Prefect (``kl-sync sync --no-prefect``, cron, tests):
+    the same steps in the same order as the flow, the run recorded as ok or failed with its reason.
+    Returns the run's counts; re-raises what stopped it."""
+    run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run)
+    try:
+        for step in run.steps:
+            if step == "send":
+                with klaviyo_client(settings, api_key=api_key, limiter=limiter) as client:
+                    try:
+                        run_send(run, client)
+                    finally:
+                        run.client_stats = client.stats.as_dict()
+            else:
+                run_step(run, step)
+    except BaseException as exc:
+        from sqlalchemy.exc import DBAPIError
+
+        # Recording the failure must not hide it when the state database is what failed.
+        with suppress(DBAPIError):
+            finish_sync(run, error=exc)
+        raise
+    return finish_sync(run)
+
+
+def rate_limiter(settings: Settings, kind: str = "local", *, scale: float = 1.0) -> Any:
+    """The limiter the sender waits on: ``local`` (this process only) or ``shared`` (every worker on
+    the same state database, :class:`kl_sync.state.rate_limit.StateRateLimiter`)."""
+    from kl_sync.klaviyo.limits import WindowRateLimiter
+
+    if kind == "local":
+        return WindowRateLimiter(scale=scale)
+    if kind == "shared":
+        from kl_sync.state.rate_limit import StateRateLimiter
+
+        return StateRateLimiter(open_state(settings.state_url), scale=scale)
+    raise ValueError(f"unknown rate limiter {kind!r}: choose local or shared")
 
 
 def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[Any]:

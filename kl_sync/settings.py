@@ -86,8 +86,9 @@ class Settings(BaseSettings):
     value_currency: str = Field("USD", validation_alias=_env_names("value_currency", "KL_SYNC_VALUE_CURRENCY"))
     #: Rows read from the store per chunk, and outbox rows claimed per send batch.
     chunk_size: int = Field(5000, ge=1, validation_alias=_env_names("chunk_size", "KL_SYNC_CHUNK_SIZE"))
+    # 20,000: GX costs ~0.25 s a call whatever the batch size (benchmarks/README.md, benchmark 6).
     send_batch_size: int = Field(
-        5000, ge=1, validation_alias=_env_names("send_batch_size", "KL_SYNC_SEND_BATCH_SIZE")
+        20_000, ge=1, validation_alias=_env_names("send_batch_size", "KL_SYNC_SEND_BATCH_SIZE")
     )
     max_attempts: int = Field(8, ge=1, validation_alias=_env_names("max_attempts", "KL_SYNC_MAX_ATTEMPTS"))
     lease_seconds: int = Field(300, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
@@ -171,6 +172,9 @@ def prefect_defaults() -> None:
         # Prefect's default 20 s wait is too short for that.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The library logs with the standard logging module (it never imports Prefect); this routes the
+    # `kl_sync` loggers (e.g. the client's retry lines) into the flow run's logs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kl_sync")
 
 
 @lru_cache(maxsize=1)

@@ -50,3 +50,15 @@ def emulator(tmp_path: Path):
 
     with running_emulator(tmp_path / "emulator", api_keys=("pk_test_key",), public_key="PUBLIC") as emu:
         yield emu
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """Prefect's test harness (a temporary server), started once per session; never nest another."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

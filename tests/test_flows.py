@@ -13,18 +13,6 @@ from kl_sync.store.generate import generate_store
 END = dt.datetime(2026, 11, 1, 12, 0)
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    """Prefect's test harness (a temporary server), started once per session; never nest another."""
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
 @pytest.mark.prefect
 def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, capsys):
     import asyncio

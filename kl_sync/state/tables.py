@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -114,4 +115,22 @@ runs = Table(
     #: JSON object of counters (rows parsed, events sent, …).
     Column("counts", Text),
     Column("error", Text),
+)
+
+#: The shared rate limiter (kl_sync.state.rate_limit): a row per endpoint that serialises acquiring,
+#: and the wall-clock send times (epoch seconds) of the requests still inside a window.
+rate_limit_endpoints = Table(
+    "rate_limit_endpoints",
+    metadata,
+    Column("endpoint", String(64), primary_key=True),
+    Column("acquisitions", BigInteger, nullable=False),
+)
+
+rate_limit_sends = Table(
+    "rate_limit_sends",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("sent_at", Double, nullable=False),
+    Index("ix_rate_limit_sends_endpoint_sent_at", "endpoint", "sent_at"),
 )

@@ -1,0 +1,115 @@
+"""A rate limiter shared by every worker on one state database, with no other service to run.
+
+Klaviyo counts an account's requests per endpoint, whoever sends them. Four sender processes each
+with its own :class:`~kl_sync.klaviyo.limits.WindowRateLimiter` would send up to four times the limit;
+:class:`StateRateLimiter` keeps one sliding log per endpoint in the state database instead
+(``rate_limit_sends``: the send time of each recent request) and lets a request go only when every
+window of that endpoint (burst, steady, daily) has room. Deciding and recording happen in one
+transaction that holds the endpoint's row in ``rate_limit_endpoints`` locked, so two workers never
+both take the last slot of a window — on PostgreSQL and MariaDB by the row lock, on SQLite by its
+single writer.
+
+Send times are the workers' wall clocks (``time.time()``): workers on one host agree exactly; hosts
+need synchronised clocks (NTP keeps them within a few milliseconds, well inside ``margin``). Each
+acquire costs one short transaction; a worker that must wait sleeps outside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits, RateWindow
+from kl_sync.state.tables import rate_limit_endpoints, rate_limit_sends
+
+
+class StateRateLimiter:
+    """The :class:`~kl_sync.klaviyo.limits.RateLimiter` protocol over the state database.
+
+    ``scale`` and ``margin`` mean what they mean for ``WindowRateLimiter``: windows last
+    ``seconds / scale + margin``. The margin is larger by default because the requests of different
+    processes can reach Klaviyo in a slightly different order than they were allowed."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        limits: Mapping[str, EndpointLimits] = ENDPOINT_LIMITS,
+        *,
+        scale: float = 1.0,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, not {scale}")
+        if margin < 0:
+            raise ValueError(f"margin must not be negative, not {margin}")
+        self._engine = engine
+        self._windows: dict[str, tuple[RateWindow, ...]] = {
+            name: tuple(RateWindow(w.limit, w.seconds / scale + margin) for w in endpoint.windows)
+            for name, endpoint in limits.items()
+        }
+        self._known: set[str] = set()
+        self._clock = clock
+        self._sleep = sleep
+        self.scale = scale
+        self.margin = margin
+
+    def __repr__(self) -> str:
+        return f"StateRateLimiter(scale={self.scale}, margin={self.margin}, url={self._engine.url!r})"
+
+    def acquire(self, endpoint: str) -> None:
+        windows = self._windows.get(endpoint)
+        if windows is None:
+            return
+        self._ensure_row(endpoint)
+        longest = max(w.seconds for w in windows)
+        while True:
+            with self._engine.begin() as conn:
+                # Locks the endpoint's row until commit: the next worker reads the log only after
+                # this one's decision (and send time) is in it.
+                conn.execute(
+                    update(rate_limit_endpoints)
+                    .where(rate_limit_endpoints.c.endpoint == endpoint)
+                    .values(acquisitions=rate_limit_endpoints.c.acquisitions + 1)
+                )
+                now = self._clock()
+                wait = 0.0
+                for window in windows:
+                    # The limit-th most recent send inside the window: while it is there, the window is full.
+                    nth = conn.execute(
+                        select(rate_limit_sends.c.sent_at)
+                        .where(rate_limit_sends.c.endpoint == endpoint, rate_limit_sends.c.sent_at > now - window.seconds)
+                        .order_by(rate_limit_sends.c.sent_at.desc())
+                        .offset(window.limit - 1)
+                        .limit(1)
+                    ).scalar()
+                    if nth is not None:
+                        wait = max(wait, nth + window.seconds - now)
+                if wait <= 0:
+                    conn.execute(insert(rate_limit_sends).values(endpoint=endpoint, sent_at=now))
+                    conn.execute(
+                        delete(rate_limit_sends).where(
+                            rate_limit_sends.c.endpoint == endpoint, rate_limit_sends.c.sent_at < now - longest
+                        )
+                    )
+                    return
+            self._sleep(wait)
+
+    def _ensure_row(self, endpoint: str) -> None:
+        if endpoint in self._known:
+            return
+        with self._engine.connect() as conn:
+            exists = conn.execute(
+                select(rate_limit_endpoints.c.endpoint).where(rate_limit_endpoints.c.endpoint == endpoint)
+            ).first()
+        if exists is None:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(insert(rate_limit_endpoints).values(endpoint=endpoint, acquisitions=0))
+            except IntegrityError:
+                pass  # another worker created it first
+        self._known.add(endpoint)

@@ -1,0 +1,149 @@
+"""1. Kill anywhere: a real ``kl-sync sync`` process is SIGKILLed at many random moments, then run
+again to completion. Every expected event reaches the emulator exactly once, and no outbox row is
+left pending or under a lease."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from sqlalchemy import func, inspect, select
+
+from kl_sync.db import make_engine
+from kl_sync.emulator import FaultSpec, running_emulator
+from kl_sync.state import store as st
+from kl_sync.state.tables import PENDING, outbox
+from tests.reliability.helpers import (
+    BULK_EVENTS,
+    accepted_unique_ids,
+    child_env,
+    dead_letter_keys,
+    event_facts,
+    kl_sync_command,
+    make_store,
+    reference_run,
+    run_kl_sync,
+)
+
+SEED = 20261127
+KILLS = 9
+KEY = "pk_kill_test"
+LEASE_SECONDS = 5
+
+
+def _progress(state_url: str) -> tuple[bool, int]:
+    """(whether the state database exists with cursors, how many outbox rows are finished)."""
+    engine = make_engine(state_url)
+    if not inspect(engine).has_table("cursors"):
+        return False, 0
+    with engine.connect() as conn:
+        cursors = bool(st.all_cursors(conn))
+        done = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status != PENDING)).scalar_one()
+    return cursors, done
+
+
+def _phase(before: tuple[bool, int], after: tuple[bool, int], pending: int) -> str:
+    """Where the killed run was, read from what it had committed."""
+    if not after[0]:
+        return "start-up"
+    if after[1] > before[1]:
+        return "between send batches" if pending else "after the last send batch"
+    if not before[0]:
+        return "parse/orders/suppress"
+    return "after start-up, before a send batch committed"
+
+
+def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, record_property) -> None:
+    rng = random.Random(SEED)
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=40, seed=7, years=0.5)
+    reference = reference_run(store_url, tmp_path)
+    assert len(reference["events"]) > 500
+
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    # A few requests answer slowly (so kills land mid-request) or land and then lose their answer.
+    faults = FaultSpec(rate=0.3, mix={"slow": 3, "drop_after_commit": 1}, seed=SEED, slow_seconds=0.5)
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,), faults=faults) as emu:
+        env = child_env(
+            KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url,
+            KLAVIYO_API_KEY=KEY, KL_SYNC_CHUNK_SIZE="100", KL_SYNC_SEND_BATCH_SIZE="100",
+            KL_SYNC_LEASE_SECONDS=str(LEASE_SECONDS),
+        )
+        command = kl_sync_command("sync", "--no-prefect", "--from-start")
+        kills: list[dict[str, object]] = []
+        completed = 0
+        for attempt in range(KILLS):
+            before = _progress(state_url)
+            started = time.time()
+            process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # A third of the kills at a random moment of start-up, parse, orders and suppress; the rest
+            # at a random moment after this run's first request reached Klaviyo (importing the quality
+            # suites takes most of a run's first seconds, so a plain random delay would rarely get there).
+            slowed = False
+            if rng.random() < 0.35:
+                delay = rng.uniform(1.0, 3.5)
+            else:
+                delay = rng.uniform(0.0, 2.5)
+                slowed = rng.random() < 0.5
+                if slowed:
+                    # This run's next requests answer slowly, so the kill likely lands inside one.
+                    emu.fail_next(BULK_EVENTS, "slow", count=3, slow_seconds=1.5)
+                while process.poll() is None and not any(line["ts"] >= started for line in emu.journal()):
+                    time.sleep(0.05)
+            try:
+                process.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                journal_before = len(emu.journal())
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                time.sleep(1.7 if slowed else 0.7)  # let a request that was in flight reach the journal
+                after = _progress(state_url)
+                pending = len(reference["events"]) - after[1]
+                kills.append({"after": round(delay, 2), "phase": _phase(before, after, pending),
+                              "mid_request": len(emu.journal()) > journal_before})
+            else:
+                assert process.returncode == 0, process.stderr.read().decode()
+                completed += 1
+            process.stderr.close()
+            # Later runs go on from the cursors; the seventh re-reads everything once more, which must
+            # be as harmless as a crash.
+            command = kl_sync_command("sync", "--no-prefect", *(["--from-start"] if attempt == 5 else []))
+
+        # Rows the last killed run had leased come back once the lease runs out.
+        state = make_engine(state_url)
+        with state.connect() as conn:
+            leased_until = conn.execute(select(func.max(outbox.c.lease_expires_at))).scalar()
+        if leased_until is not None:
+            time.sleep(max(0.0, (leased_until - st.utcnow()).total_seconds()) + 0.2)
+        final = run_kl_sync("sync", "--no-prefect", "--json", env=env, cwd=tmp_path)
+        assert final.returncode == 0, final.stderr
+
+        events = emu.events()
+        accepted = accepted_unique_ids(emu.journal())
+
+    ids = [e["unique_id"] for e in events]
+    doubled = sorted(uid for uid in set(ids) if ids.count(uid) > 1) if len(ids) != len(set(ids)) else []
+    lost = sorted(set(reference["events"]) - set(ids))
+    assert doubled == [] and lost == []
+    assert event_facts(events) == reference["events"]  # same events, same facts, nothing extra
+    assert set(accepted) == set(reference["events"])
+
+    with state.connect() as conn:
+        pending = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)).scalar_one()
+        leased = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.lease_owner.is_not(None))).scalar_one()
+        assert (pending, leased, st.stuck_leases(conn)) == (0, 0, 0)
+    assert dead_letter_keys(state_url) == reference["dead_letters"]
+
+    figures = {
+        "kill points tried": len(kills), "runs that finished before their kill": completed,
+        "kills by phase": {p: sum(k["phase"] == p for k in kills) for p in {k["phase"] for k in kills}},
+        "kills mid-request": sum(bool(k["mid_request"]) for k in kills),
+        "expected events": len(reference["events"]), "events lost": len(lost), "events doubled": len(doubled),
+        "events sent again and deduplicated by unique_id": sum(n - 1 for n in accepted.values()),
+    }
+    record_property("figures", json.dumps(figures))
+    print(json.dumps(figures, indent=2))
+    assert len(kills) >= KILLS // 2, figures  # most runs really were killed
