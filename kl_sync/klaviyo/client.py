@@ -15,6 +15,7 @@ The API key lives only inside the auth hook; it is in no repr, record, log line 
 
 from __future__ import annotations
 
+import copy
 import json as jsonlib
 import logging
 import random
@@ -56,6 +57,23 @@ USER_AGENT = f"kl-sync/{_version()}"
 def encode_body(body: Any) -> bytes:
     """The exact bytes sent for a JSON body. Batch builders measure sizes with this same function."""
     return jsonlib.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON-shaped value, so a built body never shares a dict or list with its input.
+
+    Dicts and lists of plain values (all a payload decoded from the outbox holds) are copied by a
+    direct walk; anything else goes through ``copy.deepcopy``. The walk is ~5× faster than deepcopy,
+    which was half the time of building event bodies (benchmarks/README.md).
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 @dataclass(frozen=True)
@@ -388,5 +406,6 @@ __all__ = [
     "RequestRecord",
     "Response",
     "REVISION",
+    "copy_json",
     "encode_body",
 ]

@@ -14,13 +14,12 @@ first one, so the row is still sent and reported, once.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome, send_batches
-from kl_sync.klaviyo.client import KlaviyoClient, encode_body
+from kl_sync.klaviyo.client import KlaviyoClient, copy_json, encode_body
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 from kl_sync.klaviyo.profiles import build_profile_resource
 from kl_sync.payloads import EventPayload
@@ -36,7 +35,7 @@ _OPTIONAL = ("time", "value", "value_currency", "unique_id", "backfill")
 
 def build_event_attributes(event: EventPayload) -> dict[str, Any]:
     """An event's Klaviyo attributes, without the profile: properties, metric by name, and the rest."""
-    attributes: dict[str, Any] = {"properties": copy.deepcopy(event.get("properties") or {})}
+    attributes: dict[str, Any] = {"properties": copy_json(event.get("properties") or {})}
     for name in _OPTIONAL:
         if name in event:
             attributes[name] = event[name]  # type: ignore[literal-required]
@@ -93,9 +92,13 @@ def build_event_bulk_bodies(
     profiles = [build_profile_resource(event["profile"]) for event in events]
     profile_keys = [encode_body(profile) for profile in profiles]
     bodies = [build_event_attributes(event) for event in events]
-    event_sizes = [len(encode_body({"type": "event", "attributes": body})) for body in bodies]
+    # An encoded wrapper is its encoding with ``{}`` in place of the wrapped object, plus that
+    # object's own encoding: so each event and each distinct profile is encoded once.
+    event_wrapper = len(encode_body({"type": "event", "attributes": {}})) - 2
+    event_sizes = [event_wrapper + len(encode_body(body)) for body in bodies]
     # Size of an entry with no events yet, per distinct profile.
-    entry_sizes = {key: len(encode_body(_bulk_entry(profiles[i], []))) for i, key in enumerate(profile_keys)}
+    entry_wrapper = len(encode_body(_bulk_entry({}, []))) - 2
+    entry_sizes = {key: entry_wrapper + len(key) for key in profile_keys}
     empty_size = len(encode_body(_bulk_envelope([])))
 
     batches: list[Batch] = []

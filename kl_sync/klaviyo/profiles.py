@@ -10,12 +10,11 @@ store is the truth); a key left out leaves Klaviyo's value unchanged.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome, pack_items, send_batches
-from kl_sync.klaviyo.client import KlaviyoClient
+from kl_sync.klaviyo.client import KlaviyoClient, copy_json
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 from kl_sync.payloads import ProfilePayload
 
@@ -33,7 +32,7 @@ def build_profile_attributes(profile: ProfilePayload) -> dict[str, Any]:
     attributes: dict[str, Any] = {"email": profile["email"]}
     for name in _OPTIONAL:
         if name in profile:
-            attributes[name] = copy.deepcopy(profile[name])  # type: ignore[literal-required]
+            attributes[name] = copy_json(profile[name])  # type: ignore[literal-required]
     return attributes
 
 

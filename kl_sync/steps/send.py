@@ -11,10 +11,13 @@ which Klaviyo dedupes by ``unique_id``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -133,6 +136,63 @@ def _count(result: StepResult, name: str, n: int = 1) -> None:
     result.details[name] = result.details.get(name, 0) + n
 
 
+@dataclass
+class _Prepared:
+    """One claimed batch, validated: what passed (by Klaviyo operation) and the quality verdicts."""
+
+    claimed: list[ClaimedItem]
+    passing: dict[str, list[ClaimedItem]] = field(default_factory=dict)
+    reports: list[tuple[str, Any]] = field(default_factory=list)
+    quality_rejects: int = 0
+
+
+def _claim_and_validate(
+    state: Engine,
+    *,
+    batch_size: int,
+    lease_seconds: int,
+    owner: str,
+    validate: Validator | None,
+    run_id: str | None,
+) -> _Prepared:
+    """Lease a batch and validate it; rows failing an expectation become dead letters at once."""
+    batch = _Prepared(state_store.claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
+    if not batch.claimed:
+        return batch
+    by_kind: dict[str, list[ClaimedItem]] = {}
+    for item in batch.claimed:
+        by_kind.setdefault(item.kind, []).append(item)
+    with state.begin() as conn:
+        for kind, items in by_kind.items():
+            failures: dict[str, list[str]] = {}
+            if validate is not None:
+                report = validate(kind, [(i.key, i.payload) for i in items])
+                failures = report.failures
+                batch.reports.append((kind, report))
+            for item in items:
+                if item.key in failures:
+                    reason = "failed data-quality expectations: " + "; ".join(failures[item.key])
+                    state_store.mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
+                    batch.quality_rejects += 1
+                else:
+                    # The three event kinds share Klaviyo's bulk endpoint: pack them together.
+                    batch.passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
+    return batch
+
+
+def _release_prepared(state: Engine, upcoming: Future[_Prepared] | None) -> None:
+    """Hand back a batch claimed ahead and never sent, when the send stops on an error."""
+    if upcoming is None:
+        return
+    try:
+        batch = upcoming.result()
+    except Exception:  # its own failure is secondary to the error that stopped the send
+        return
+    ids = [item.id for items in batch.passing.values() for item in items]
+    with state.begin() as conn:
+        state_store.release(conn, ids)
+
+
 def send_outbox(
     state: Engine,
     client: Any,
@@ -157,46 +217,43 @@ def send_outbox(
         result.details[name] = 0
     batches = 0
     owner = owner or worker_name()
-    while max_batches is None or batches < max_batches:
-        claimed = state_store.claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner)
-        if not claimed:
-            break
-        batches += 1
-        result.rows_read += len(claimed)
-        by_kind: dict[str, list[ClaimedItem]] = {}
-        for item in claimed:
-            by_kind.setdefault(item.kind, []).append(item)
-
-        passing: dict[str, list[ClaimedItem]] = {}
-        with state.begin() as conn:
-            for kind, items in by_kind.items():
-                failures: dict[str, list[str]] = {}
-                if validate is not None:
-                    report = validate(kind, [(i.key, i.payload) for i in items])
-                    failures = report.failures
-                    _tally_quality(result, kind, report)
-                for item in items:
-                    if item.key in failures:
-                        reason = "failed data-quality expectations: " + "; ".join(failures[item.key])
-                        state_store.mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
-                        result.dead_letters += 1
-                        _count(result, "quality_rejects")
-                    else:
-                        # The three event kinds share Klaviyo's bulk endpoint: pack them together.
-                        passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
-
-        calls = [call for kind, items in passing.items() for call in _send_calls(client, kind, items)]
-        for index, (items, send) in enumerate(calls):
+    prepare = functools.partial(_claim_and_validate, state, batch_size=batch_size, lease_seconds=lease_seconds,
+                                owner=owner, validate=validate, run_id=run_id)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-claim") as pool:
+        upcoming = pool.submit(prepare) if max_batches is None or max_batches > 0 else None
+        while upcoming is not None:
+            batch = upcoming.result()
+            upcoming = None
+            if not batch.claimed:
+                break
+            batches += 1
+            # Claim and validate the next batch while this one is sent: sending mostly waits (on the
+            # rate limiter, on Klaviyo), so that work no longer adds to the time a send takes
+            # (benchmarks/README.md, benchmark 1).
+            if max_batches is None or batches < max_batches:
+                upcoming = pool.submit(prepare)
+            result.rows_read += len(batch.claimed)
+            for kind, report in batch.reports:
+                _tally_quality(result, kind, report)
+            result.dead_letters += batch.quality_rejects
+            if batch.quality_rejects:
+                _count(result, "quality_rejects", batch.quality_rejects)
             try:
-                outcomes = send()
-            except AuthError:
-                unfinished = [i.id for chunk, _ in calls[index:] for i in chunk]
-                with state.begin() as conn:
-                    state_store.release(conn, unfinished)
+                calls = [call for kind, items in batch.passing.items() for call in _send_calls(client, kind, items)]
+                for index, (items, send) in enumerate(calls):
+                    try:
+                        outcomes = send()
+                    except AuthError:
+                        unfinished = [i.id for chunk, _ in calls[index:] for i in chunk]
+                        with state.begin() as conn:
+                            state_store.release(conn, unfinished)
+                        raise
+                    _record_outcomes(state, items, outcomes, max_attempts=max_attempts, run_id=run_id, result=result)
+                    if progress is not None:
+                        progress(len(items))
+            except BaseException:
+                _release_prepared(state, upcoming)
                 raise
-            _record_outcomes(state, items, outcomes, max_attempts=max_attempts, run_id=run_id, result=result)
-            if progress is not None:
-                progress(len(items))
     result.details["batches"] = batches
     return result
 

@@ -1,0 +1,1 @@
+"""kl-sync benchmarks: ``python -m benchmarks`` (``make bench``). See benchmarks/README.md."""
