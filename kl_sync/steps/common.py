@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, select
 
 from kl_sync.payloads import ProfilePayload
 from kl_sync.store.contract import customers
@@ -85,6 +85,41 @@ def load_customers(store: Engine, ids: Iterable[int | None]) -> dict[int, Row[An
 
 def is_backfill(event_time: dt.datetime, now: dt.datetime, backfill_after: dt.timedelta) -> bool:
     return event_time < now - backfill_after
+
+
+def commit_chunk(
+    state: Engine,
+    result: StepResult,
+    *,
+    step: str,
+    stream: str,
+    cursor: Sequence[Any],
+    items: Sequence[Any],
+    letters: list[dict[str, Any]],
+    touched: Iterable[int],
+    run_id: str | None,
+    also: Callable[[Connection], None] | None = None,
+) -> None:
+    """Commit one chunk of a store-reading step in ONE transaction: its outbox rows, its dead letters,
+    the customers it touched, anything ``also`` writes (order lifecycle), and the cursor past the
+    chunk. A crash before the commit repeats the chunk; after it, nothing of it is redone."""
+    from kl_sync.state import store as state_store
+
+    with state.begin() as conn:
+        new_keys = state_store.enqueue(conn, items, run_id=run_id)
+        # A re-read (--from-start, the orders lookback) must not dead-letter the same row twice.
+        known = state_store.dead_letter_keys(conn, [d["key"] for d in letters], step=step)
+        letters = [d for d in letters if d["key"] not in known]
+        state_store.add_dead_letters(conn, letters, run_id=run_id)
+        if also is not None:
+            also(conn)
+        state_store.touch_customers(conn, touched)
+        state_store.set_cursor(conn, stream, cursor)
+    for item in items:
+        if item.key in new_keys:
+            result.count_metric(item.payload["metric"])
+    result.queued += len(new_keys)
+    result.dead_letters += len(letters)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
 from kl_sync.state.tables import order_state
-from kl_sync.steps.common import BadRow, StepResult, is_backfill, klaviyo_time, load_customers, profile_of
+from kl_sync.steps.common import BadRow, StepResult, commit_chunk, is_backfill, klaviyo_time, load_customers, profile_of
 from kl_sync.store.contract import order_items
 from kl_sync.store.readers import STREAMS, read_after
 
@@ -155,6 +155,18 @@ def _known_states(conn: Any, order_ids: Sequence[int]) -> dict[int, str]:
     return known
 
 
+def _write_lifecycle(conn: Any, new_states: list[dict[str, Any]], moved_states: list[dict[str, Any]]) -> None:
+    """Record what was queued for each order (inside the chunk's transaction)."""
+    if new_states:
+        conn.execute(insert(order_state), new_states)
+    for state_row in moved_states:
+        conn.execute(
+            update(order_state)
+            .where(order_state.c.order_id == state_row["order_id"])
+            .values(status=state_row["status"], final_key=state_row["final_key"], updated_at=state_row["updated_at"])
+        )
+
+
 def process_orders(
     store: Engine,
     state: Engine,
@@ -210,27 +222,11 @@ def process_orders(
                 moved_states.append(state_row)
             else:
                 new_states.append({**state_row, "placed_key": f"order:{row.id}:placed"})
-        with state.begin() as conn:
-            new_keys = state_store.enqueue(conn, outbox_items, run_id=run_id)
-            known_letters = state_store.dead_letter_keys(conn, [d["key"] for d in letters], step="orders")
-            letters = [d for d in letters if d["key"] not in known_letters]
-            state_store.add_dead_letters(conn, letters, run_id=run_id)
-            if new_states:
-                conn.execute(insert(order_state), new_states)
-            for state_row in moved_states:
-                conn.execute(
-                    update(order_state)
-                    .where(order_state.c.order_id == state_row["order_id"])
-                    .values(status=state_row["status"], final_key=state_row["final_key"], updated_at=state_row["updated_at"])
-                )
-            state_store.touch_customers(conn, touched)
-            state_store.set_cursor(conn, STREAM, stream.cursor_of(chunk[-1]))
-        for item in outbox_items:
-            if item.key in new_keys:
-                result.count_metric(item.payload["metric"])
+
+        commit_chunk(state, result, step="orders", stream=STREAM, cursor=stream.cursor_of(chunk[-1]),
+                     items=outbox_items, letters=letters, touched=touched, run_id=run_id,
+                     also=lambda conn: _write_lifecycle(conn, new_states, moved_states))
         result.rows_read += len(chunk)
-        result.queued += len(new_keys)
-        result.dead_letters += len(letters)
         if progress is not None:
             progress(len(chunk))
     return result

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Row
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
-from kl_sync.steps.common import BadRow, StepResult, is_backfill, klaviyo_time, load_customers, normalize_email, profile_of
+from kl_sync.steps.common import BadRow, StepResult, commit_chunk, is_backfill, klaviyo_time, load_customers, normalize_email, profile_of
 from kl_sync.store.contract import system_log
 from kl_sync.store.readers import STREAMS, read_after
 
@@ -115,20 +115,9 @@ def parse_log(
             items.append(state_store.OutboxItem(event["unique_id"], KIND, event))
             if row.customer_id is not None:
                 touched.append(row.customer_id)
-        with state.begin() as conn:
-            new_keys = state_store.enqueue(conn, items, run_id=run_id)
-            # A re-read (--from-start) must not dead-letter the same row twice.
-            known = state_store.dead_letter_keys(conn, [d["key"] for d in letters], step="parse")
-            letters = [d for d in letters if d["key"] not in known]
-            state_store.add_dead_letters(conn, letters, run_id=run_id)
-            state_store.touch_customers(conn, touched)
-            state_store.set_cursor(conn, STREAM, stream.cursor_of(chunk[-1]))
-        for item in items:
-            if item.key in new_keys:
-                result.count_metric(item.payload["metric"])
+        commit_chunk(state, result, step="parse", stream=STREAM, cursor=stream.cursor_of(chunk[-1]), items=items,
+                     letters=letters, touched=touched, run_id=run_id)
         result.rows_read += len(chunk)
-        result.queued += len(new_keys)
-        result.dead_letters += len(letters)
         if progress is not None:
             progress(len(chunk))
     return result

@@ -113,7 +113,9 @@ def test_mutated_bodies_get_the_same_verdict_and_places(operation_id, data):
             if isinstance(target, dict):
                 target[data.draw(st.sampled_from(["bogus", "type", "id", "attributes"]))] = "added"
             elif isinstance(target, list):
-                target.append(data.draw(st.sampled_from(WRONG_VALUES)))
+                # A copy: appending the shared [] / {} itself let later examples mutate WRONG_VALUES
+                # (it once grew to contain itself: a RecursionError and hypothesis's 'flaky data').
+                target.append(copy.deepcopy(data.draw(st.sampled_from(WRONG_VALUES))))
     _agree(operation_id, body)
 
 
