@@ -107,6 +107,21 @@ class RateLimiter(Protocol):
     def acquire(self, endpoint: str) -> None: ...
 
 
+def scaled_windows(
+    limits: Mapping[str, EndpointLimits], *, scale: float, margin: float
+) -> dict[str, tuple[RateWindow, ...]]:
+    """Each endpoint's windows as a limiter keeps them: ``seconds / scale + margin`` long. Every
+    limiter (in-process, or shared through the state database) derives its windows here."""
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
+    if margin < 0:
+        raise ValueError(f"margin must not be negative, not {margin}")
+    return {
+        name: tuple(RateWindow(w.limit, w.seconds / scale + margin) for w in endpoint.windows)
+        for name, endpoint in limits.items()
+    }
+
+
 class WindowRateLimiter:
     """Sliding-window limiter for one process: every window of an endpoint (burst, steady, daily) at once.
 
@@ -129,14 +144,7 @@ class WindowRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, not {scale}")
-        if margin < 0:
-            raise ValueError(f"margin must not be negative, not {margin}")
-        self._windows: dict[str, tuple[RateWindow, ...]] = {
-            name: tuple(RateWindow(w.limit, w.seconds / scale + margin) for w in endpoint.windows)
-            for name, endpoint in limits.items()
-        }
+        self._windows = scaled_windows(limits, scale=scale, margin=margin)
         self._sent: dict[str, tuple[deque[float], ...]] = {
             name: tuple(deque(maxlen=w.limit) for w in windows) for name, windows in self._windows.items()
         }

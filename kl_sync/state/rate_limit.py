@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits, RateWindow
+from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits, scaled_windows
 from kl_sync.state.tables import rate_limit_endpoints, rate_limit_sends
 
 
@@ -43,15 +43,8 @@ class StateRateLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, not {scale}")
-        if margin < 0:
-            raise ValueError(f"margin must not be negative, not {margin}")
         self._engine = engine
-        self._windows: dict[str, tuple[RateWindow, ...]] = {
-            name: tuple(RateWindow(w.limit, w.seconds / scale + margin) for w in endpoint.windows)
-            for name, endpoint in limits.items()
-        }
+        self._windows = scaled_windows(limits, scale=scale, margin=margin)
         self._known: set[str] = set()
         self._clock = clock
         self._sleep = sleep
