@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from kl_sync.db import backend
 from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs, touched_customers
@@ -93,48 +92,64 @@ class ClaimedItem:
     attempts: int
 
 
-def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> set[Any]:
-    """INSERT rows whose ``key`` is new; rows already there are left exactly as they are.
+#: Bind parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535.
+_MAX_PARAMS = 30_000
 
-    Returns the keys that were new. Drivers' rowcounts for multi-row upserts are unreliable (MySQL counts
-    "found" rows, batched inserts report one batch), so PostgreSQL and SQLite return the inserted keys
-    and MySQL counts them up front.
+
+def _bound(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as the driver takes it for ``column`` (on SQLite, timestamps become the text
+    SQLAlchemy reads back); for values bound once and repeated on every row of a statement."""
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if processor is None or value is None else processor(value)
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: Any, names: Sequence[str], rows: list[tuple[Any, ...]],
+                                key: str) -> set[Any]:
+    """INSERT rows (tuples of driver-ready values for ``names``) whose ``key`` is new; rows already
+    there are left exactly as they are. Returns the keys that were new.
+
+    Drivers' rowcounts for multi-row upserts are unreliable (MySQL counts "found" rows, batched inserts
+    report one batch), so PostgreSQL and SQLite return the inserted keys and MySQL counts them up front.
+    The statement goes to the driver as written: SQLAlchemy's per-row parameter processing was the
+    largest single cost of the parse step (~20 µs a row, benchmarks/README.md).
     """
     if not rows:
         return set()
     kind = backend(conn.engine)
+    preparer = conn.dialect.identifier_preparer
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) VALUES "
+    one_row = f"({', '.join([mark] * len(names))})"
+    quoted_key = preparer.quote(key)
     if kind in {"postgresql", "sqlite"}:
-        # DO NOTHING … RETURNING names exactly the rows inserted, in the same statement: no SELECT of
-        # the existing keys first (that SELECT was a quarter of the parse step's time).
-        dialect_insert = postgresql.insert if kind == "postgresql" else sqlite.insert
-        stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-        return set(conn.execute(stmt, rows).scalars())
-    new_keys = {row[key] for row in rows} - _existing(conn, table.c[key], [row[key] for row in rows])
-    # MySQL has no DO NOTHING (nor RETURNING); a self-assignment is the no-op that does not hide other errors.
-    base = mysql.insert(table)
-    conn.execute(base.on_duplicate_key_update({key: base.inserted[key]}), rows)
+        # DO NOTHING … RETURNING names exactly the rows inserted, in the same statement, with no
+        # window between a check and the insert.
+        per_statement = max(1, _MAX_PARAMS // len(names))
+        new: set[Any] = set()
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start : start + per_statement]
+            sql = (into + ", ".join([one_row] * len(batch))
+                   + f" ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}")
+            new.update(conn.exec_driver_sql(sql, tuple(v for values in batch for v in values)).scalars())
+        return new
+    position = list(names).index(key)
+    new_keys = {values[position] for values in rows} - _existing(conn, table.c[key], [v[position] for v in rows])
+    # MySQL has no DO NOTHING (nor RETURNING); a self-assignment is the no-op that does not hide other
+    # errors. PyMySQL's executemany sends this as multi-row INSERTs.
+    conn.exec_driver_sql(into + one_row + f" ON DUPLICATE KEY UPDATE {quoted_key} = {quoted_key}", rows)
     return new_keys
+
+
+_OUTBOX_COLUMNS = ("key", "kind", "payload", "status", "attempts", "next_attempt_at", "created_at", "run_id")
 
 
 def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> set[str]:
     """Add outbox rows; a key already queued (or sent) is skipped, which makes every step re-runnable.
 
     Returns the keys that were new."""
-    now = utcnow()
-    rows = [
-        {
-            "key": item.key,
-            "kind": item.kind,
-            "payload": dumps(item.payload),
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "run_id": run_id,
-        }
-        for item in items
-    ]
-    return _insert_ignoring_duplicates(conn, outbox, rows, "key")
+    now = _bound(conn, outbox.c.created_at, utcnow())
+    rows = [(item.key, item.kind, dumps(item.payload), PENDING, 0, now, now, run_id) for item in items]
+    return _insert_ignoring_duplicates(conn, outbox, _OUTBOX_COLUMNS, rows, "key")
 
 
 def _existing(conn: Connection, column: Any, values: Sequence[Any]) -> set[Any]:
@@ -266,10 +281,9 @@ def stuck_leases(conn: Connection, now: dt.datetime | None = None) -> int:
 
 def touch_customers(conn: Connection, customer_ids: Iterable[int]) -> None:
     """Remember customers to check against the suppression rule (in the caller's transaction)."""
-    now = utcnow()
-    rows = [{"customer_id": cid, "touched_at": now} for cid in sorted(set(customer_ids))]
-    if rows:
-        _insert_ignoring_duplicates(conn, touched_customers, rows, "customer_id")
+    now = _bound(conn, touched_customers.c.touched_at, utcnow())
+    rows = [(cid, now) for cid in sorted(set(customer_ids))]
+    _insert_ignoring_duplicates(conn, touched_customers, ("customer_id", "touched_at"), rows, "customer_id")
 
 
 def touched_customer_ids(conn: Connection, *, limit: int) -> list[int]:

@@ -71,14 +71,48 @@ def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayl
     }
 
 
-def load_customers(store: Engine, ids: Iterable[int | None]) -> dict[int, Row[Any]]:
-    """The current rows of these customers, in one query per 1,000 ids."""
+class CustomerProfiles:
+    """The profile payload of each customer of a chunk, built once however many of its rows name them.
+
+    ``of`` raises :class:`BadRow` for a customer who is not in the store or has no usable e-mail.
+    """
+
+    def __init__(self, rows: dict[int, Row[Any]], tz: ZoneInfo) -> None:
+        self._rows = rows
+        self._tz = tz
+        self._built: dict[int, ProfilePayload | BadRow] = {}
+
+    def of(self, customer_id: int) -> ProfilePayload:
+        built = self._built.get(customer_id)
+        if built is None:
+            customer = self._rows.get(customer_id)
+            if customer is None:
+                built = BadRow(f"customer {customer_id} is not in the store (deleted?)")
+            else:
+                try:
+                    built = profile_of(customer, self._tz)
+                except BadRow as exc:
+                    built = exc
+            self._built[customer_id] = built
+        if isinstance(built, BadRow):
+            raise BadRow(str(built))
+        return built
+
+
+#: What a profile is built from (:func:`profile_of`): steps that only build profiles read just these.
+PROFILE_COLUMNS = ("id", "email", "first_name", "last_name", "schedule", "status", "box", "signup_date",
+                   "has_filled_out_profile")
+
+
+def load_customers(store: Engine, ids: Iterable[int | None], columns: Sequence[str] | None = None) -> dict[int, Row[Any]]:
+    """The current rows of these customers (all columns, or ``columns``), in one query per 1,000 ids."""
     wanted = sorted({i for i in ids if i is not None})
+    query = select(*(customers.c[name] for name in columns)) if columns else select(customers)
     found: dict[int, Row[Any]] = {}
     with store.connect() as conn:
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start : start + 1000]
-            for row in conn.execute(select(customers).where(customers.c.id.in_(chunk))):
+            for row in conn.execute(query.where(customers.c.id.in_(chunk))):
                 found[row.id] = row
     return found
 

@@ -28,7 +28,16 @@ from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
 from kl_sync.state.tables import order_state
-from kl_sync.steps.common import BadRow, StepResult, commit_chunk, is_backfill, klaviyo_time, load_customers, profile_of
+from kl_sync.steps.common import (
+    PROFILE_COLUMNS,
+    BadRow,
+    StepResult,
+    commit_chunk,
+    is_backfill,
+    klaviyo_time,
+    load_customers,
+    profile_of,
+)
 from kl_sync.store.contract import order_items
 from kl_sync.store.readers import STREAMS, read_after
 
@@ -195,7 +204,7 @@ def process_orders(
             known = _known_states(conn, ids)
         changed = [row for row in chunk if events_due(row.status, known.get(row.id))]
         items_by_order = _load_items(store, [row.id for row in changed])
-        customers = load_customers(store, (row.customer_id for row in changed))
+        customers = load_customers(store, (row.customer_id for row in changed), PROFILE_COLUMNS)
         outbox_items: list[state_store.OutboxItem] = []
         letters: list[dict[str, Any]] = []
         touched: list[int] = []

@@ -19,7 +19,16 @@ from sqlalchemy import Engine, Row
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
-from kl_sync.steps.common import BadRow, StepResult, commit_chunk, is_backfill, klaviyo_time, load_customers, normalize_email, profile_of
+from kl_sync.steps.common import (
+    PROFILE_COLUMNS,
+    BadRow,
+    CustomerProfiles,
+    StepResult,
+    commit_chunk,
+    is_backfill,
+    load_customers,
+    normalize_email,
+)
 from kl_sync.store.contract import system_log
 from kl_sync.store.readers import STREAMS, read_after
 
@@ -43,23 +52,21 @@ def _log_data(row: Row[Any]) -> dict[str, Any]:
 
 def build_log_event(
     row: Row[Any],
-    customer: Row[Any] | None,
+    profiles: CustomerProfiles,
     *,
     metric: str,
     tz: ZoneInfo,
     now: dt.datetime,
     backfill_after: dt.timedelta,
 ) -> EventPayload:
-    """One log row (and its customer's current row, if any) → the event payload. Pure.
+    """One log row (with the profiles of its chunk's customers) → the event payload. Pure.
 
     Raises :class:`BadRow` with the reason when the row cannot become a valid event.
     """
     data = _log_data(row)
     if row.customer_id is not None:
-        if customer is None:
-            raise BadRow(f"log {row.id}: customer {row.customer_id} is not in the store (deleted?)")
         try:
-            profile = profile_of(customer, tz)
+            profile = profiles.of(row.customer_id)
         except BadRow as exc:
             raise BadRow(f"log {row.id}: {exc}") from None
     else:
@@ -71,7 +78,7 @@ def build_log_event(
     properties = {**data, "message": row.message, "log_id": row.id, "log_type": row.type}
     return {
         "metric": metric,
-        "time": klaviyo_time(row.created_at, tz),
+        "time": when.isoformat(),
         "unique_id": log_key(row.id),
         "properties": properties,
         "profile": profile,
@@ -98,14 +105,14 @@ def parse_log(
     with state.connect() as conn:
         cursor = None if from_start else state_store.get_cursor(conn, STREAM)
     for chunk in read_after(store, stream, cursor, chunk_size=settings.chunk_size, where=system_log.c.type.in_(list(tracked))):
-        customers = load_customers(store, (row.customer_id for row in chunk))
+        profiles = CustomerProfiles(load_customers(store, (row.customer_id for row in chunk), PROFILE_COLUMNS), tz)
         items: list[state_store.OutboxItem] = []
         letters: list[dict[str, Any]] = []
         touched: list[int] = []
         for row in chunk:
             try:
                 event = build_log_event(
-                    row, customers.get(row.customer_id), metric=tracked[row.type], tz=tz, now=now,
+                    row, profiles, metric=tracked[row.type], tz=tz, now=now,
                     backfill_after=settings.backfill_after,
                 )
             except BadRow as exc:
