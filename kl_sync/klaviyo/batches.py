@@ -146,8 +146,10 @@ def send_batches(
     path: str,
     endpoint: str,
     max_resends: int = MAX_RESENDS,
+    batches: Sequence[Batch] | None = None,
 ) -> list[ItemOutcome]:
-    """POST every batch ``build(items)`` makes; one outcome per item, in input order.
+    """POST every batch ``build(items)`` makes (or ``batches``, when the caller built them ahead);
+    one outcome per item, in input order.
 
     - 2xx: every item of the batch is ``sent``.
     - 4xx whose errors point at items: those items are ``rejected`` with Klaviyo's detail and pointer;
@@ -159,7 +161,8 @@ def send_batches(
     """
     outcomes: list[ItemOutcome | None] = [None] * len(items)
     # (batch, its positions -> input positions or None when they are the same, times re-sent)
-    work: deque[tuple[Batch, Sequence[int] | None, int]] = deque((batch, None, 0) for batch in build(items))
+    first_round = build(items) if batches is None else batches
+    work: deque[tuple[Batch, Sequence[int] | None, int]] = deque((batch, None, 0) for batch in first_round)
     while work:
         batch, to_input, resends = work.popleft()
         # Batch-local positions -> input positions (a re-sent batch was built from a subset).

@@ -162,14 +162,20 @@ def _group(positions: Sequence[int] | range, keys: Sequence[bytes]) -> list[int]
     return [position for group in groups.values() for position in group]
 
 
-def send_events(client: KlaviyoClient, events: Sequence[EventPayload]) -> list[ItemOutcome]:
-    """Send events in bulk; one :class:`ItemOutcome` per input event, in input order."""
+def send_events(
+    client: KlaviyoClient, events: Sequence[EventPayload], *, batches: Sequence[Batch] | None = None
+) -> list[ItemOutcome]:
+    """Send events in bulk; one :class:`ItemOutcome` per input event, in input order.
+
+    ``batches``: ``build_event_bulk_bodies(events)``, when the caller built them ahead of the send.
+    """
     return send_batches(
         client,
         events,
         build_event_bulk_bodies,
         path=BULK_CREATE.path,
         endpoint=BULK_CREATE.operation_id,
+        batches=batches,
     )
 
 

@@ -65,10 +65,13 @@ def build_profile_bulk_import_bodies(
     return pack_items(resources, _bulk_import_envelope, PROFILES_POINTER, max_items=max_profiles, max_bytes=max_bytes)
 
 
-def send_profiles(client: KlaviyoClient, profiles: Sequence[ProfilePayload]) -> list[ItemOutcome]:
+def send_profiles(
+    client: KlaviyoClient, profiles: Sequence[ProfilePayload], *, batches: Sequence[Batch] | None = None
+) -> list[ItemOutcome]:
     """Import profiles in bulk jobs; one outcome per profile, in order.
 
     ``sent`` means Klaviyo accepted the job (202); the import itself runs asynchronously on Klaviyo's side.
+    ``batches``: ``build_profile_bulk_import_bodies(profiles)``, when the caller built them ahead.
     """
     return send_batches(
         client,
@@ -76,6 +79,7 @@ def send_profiles(client: KlaviyoClient, profiles: Sequence[ProfilePayload]) -> 
         build_profile_bulk_import_bodies,
         path=BULK_IMPORT.path,
         endpoint=BULK_IMPORT.operation_id,
+        batches=batches,
     )
 
 

@@ -31,14 +31,17 @@ def build_suppression_bodies(emails: Sequence[str], max_per_request: int = BULK_
     return pack_items(resources, _suppression_envelope, PROFILES_POINTER, max_items=max_per_request, max_bytes=None)
 
 
-def send_suppressions(client: KlaviyoClient, emails: Sequence[str]) -> list[ItemOutcome]:
-    """Suppress e-mails; one outcome per e-mail, in input order."""
+def send_suppressions(
+    client: KlaviyoClient, emails: Sequence[str], *, batches: Sequence[Batch] | None = None
+) -> list[ItemOutcome]:
+    """Suppress e-mails; one outcome per e-mail, in input order (``batches``: built ahead, if given)."""
     return send_batches(
         client,
         emails,
         build_suppression_bodies,
         path=BULK_SUPPRESS.path,
         endpoint=BULK_SUPPRESS.operation_id,
+        batches=batches,
     )
 
 

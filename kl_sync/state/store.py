@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from kl_sync.db import backend
@@ -33,6 +34,16 @@ _STABLE_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(
 def dumps(value: Any) -> str:
     """Stable JSON for payloads and originals: the same input always gives the same text."""
     return _STABLE_JSON.encode(value)
+
+
+def loads(text: str) -> Any:
+    """Decode a stored payload. orjson decodes ~3× faster than the standard library (a claim decodes
+    every payload of its batch); what orjson refuses and ``json`` takes (NaN, integers beyond 64 bits)
+    goes to ``json``. Both give equal values."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 # ----------------------------------------------------------------------------------------- cursors
@@ -212,7 +223,7 @@ def claim(
             .where(outbox.c.lease_owner == token)
             .order_by(outbox.c.id)
         )
-        return [ClaimedItem(r.id, r.key, r.kind, json.loads(r.payload), r.attempts) for r in rows]
+        return [ClaimedItem(r.id, r.key, r.kind, loads(r.payload), r.attempts) for r in rows]
 
 
 def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from kl_sync.steps.common import StepResult
 EVENTS_PER_CALL = 1000
 PROFILES_PER_CALL = 10_000
 SUPPRESSIONS_PER_CALL = 100
+#: Batches claimed, validated and built ahead of the one being sent. One keeps the sender fed; two
+#: measured no faster, as the preparing thread then competes longer with the sending one for the GIL.
+PREPARED_AHEAD = 1
 RETRY_BASE = dt.timedelta(seconds=30)
 RETRY_CAP = dt.timedelta(hours=1)
 
@@ -68,29 +72,45 @@ def _tally_quality(result: StepResult, kind: str, report: Any) -> None:
         tally["failures"][check] = tally["failures"].get(check, 0) + failed
 
 
-def _send_calls(client: Any, kind: str, items: list[ClaimedItem]) -> list[tuple[list[ClaimedItem], Callable[[], list[Any]]]]:
-    """Split one kind's items into bulk calls; each is (its items, a function that sends them)."""
+@dataclass(frozen=True)
+class _Call:
+    """One bulk call of a prepared batch: its rows, and a function of the client that sends the
+    request bodies built for them ahead of time (one outcome per row)."""
+
+    items: list[ClaimedItem]
+    send: Callable[[Any], list[Any]]
+
+
+def _plan_calls(kind: str, items: list[ClaimedItem]) -> list[_Call]:
+    """Split one kind's items into bulk calls and build their request bodies now, so the thread
+    that sends only posts them."""
     from kl_sync.klaviyo import events, profiles, suppressions
 
     if kind in EVENT_KINDS or kind == "events":
         # Sorting by profile packs each profile's events into one bulk-create entry.
         ordered = sorted(items, key=lambda i: (i.payload.get("profile", {}).get("email") or "", i.id))
-        size, send = EVENTS_PER_CALL, lambda chunk: events.send_events(client, [i.payload for i in chunk])
+        size, build, send = EVENTS_PER_CALL, events.build_event_bulk_bodies, events.send_events
+        inputs_of: Callable[[list[ClaimedItem]], list[Any]] = lambda chunk: [i.payload for i in chunk]
     elif kind == "profile":
         ordered = items
-        size, send = PROFILES_PER_CALL, lambda chunk: profiles.send_profiles(client, [i.payload for i in chunk])
+        size, build, send = PROFILES_PER_CALL, profiles.build_profile_bulk_import_bodies, profiles.send_profiles
+        inputs_of = lambda chunk: [i.payload for i in chunk]
     elif kind == "suppression":
         ordered = items
-        size, send = SUPPRESSIONS_PER_CALL, lambda chunk: suppressions.send_suppressions(
-            client, [i.payload["email"] for i in chunk]
-        )
+        size, build, send = SUPPRESSIONS_PER_CALL, suppressions.build_suppression_bodies, suppressions.send_suppressions
+        inputs_of = lambda chunk: [i.payload["email"] for i in chunk]
     else:
         raise ValueError(f"no Klaviyo operation for outbox kind {kind!r}")
     calls = []
     for start in range(0, len(ordered), size):
         chunk = ordered[start : start + size]
-        calls.append((chunk, lambda chunk=chunk: send(chunk)))
+        inputs = inputs_of(chunk)
+        calls.append(_Call(chunk, functools.partial(_send_built, send, inputs, build(inputs))))
     return calls
+
+
+def _send_built(send: Callable[..., list[Any]], inputs: list[Any], batches: list[Any], client: Any) -> list[Any]:
+    return send(client, inputs, batches=batches)
 
 
 def _record_outcomes(
@@ -138,15 +158,15 @@ def _count(result: StepResult, name: str, n: int = 1) -> None:
 
 @dataclass
 class _Prepared:
-    """One claimed batch, validated: what passed (by Klaviyo operation) and the quality verdicts."""
+    """One claimed batch, validated, its bodies built: the calls to make and the quality verdicts."""
 
     claimed: list[ClaimedItem]
-    passing: dict[str, list[ClaimedItem]] = field(default_factory=dict)
+    calls: list[_Call] = field(default_factory=list)
     reports: list[tuple[str, Any]] = field(default_factory=list)
     quality_rejects: int = 0
 
 
-def _claim_and_validate(
+def _prepare_batch(
     state: Engine,
     *,
     batch_size: int,
@@ -155,13 +175,15 @@ def _claim_and_validate(
     validate: Validator | None,
     run_id: str | None,
 ) -> _Prepared:
-    """Lease a batch and validate it; rows failing an expectation become dead letters at once."""
+    """Lease a batch, validate it (rows failing an expectation become dead letters at once) and build
+    the request bodies of what passed."""
     batch = _Prepared(state_store.claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
     if not batch.claimed:
         return batch
     by_kind: dict[str, list[ClaimedItem]] = {}
     for item in batch.claimed:
         by_kind.setdefault(item.kind, []).append(item)
+    passing: dict[str, list[ClaimedItem]] = {}
     with state.begin() as conn:
         for kind, items in by_kind.items():
             failures: dict[str, list[str]] = {}
@@ -176,21 +198,32 @@ def _claim_and_validate(
                     batch.quality_rejects += 1
                 else:
                     # The three event kinds share Klaviyo's bulk endpoint: pack them together.
-                    batch.passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
+                    passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
+    batch.calls = [call for kind, items in passing.items() for call in _plan_calls(kind, items)]
     return batch
 
 
-def _release_prepared(state: Engine, upcoming: Future[_Prepared] | None) -> None:
-    """Hand back a batch claimed ahead and never sent, when the send stops on an error."""
-    if upcoming is None:
-        return
+def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
+    """Hand back a batch claimed ahead and never sent."""
     try:
         batch = upcoming.result()
     except Exception:  # its own failure is secondary to the error that stopped the send
         return
-    ids = [item.id for items in batch.passing.values() for item in items]
+    ids = [item.id for call in batch.calls for item in call.items]
     with state.begin() as conn:
         state_store.release(conn, ids)
+
+
+def _ramp(batch_size: int) -> list[int]:
+    """Sizes of the first batches: one call's worth, then doubling up to ``batch_size``. The first
+    request goes out as soon as 1,000 rows are ready, and the preparing thread stays ahead of the
+    sending one instead of making it wait for a whole batch (benchmarks/README.md, benchmark 1)."""
+    sizes = []
+    size = EVENTS_PER_CALL
+    while size < batch_size:
+        sizes.append(size)
+        size *= 2
+    return sizes
 
 
 def send_outbox(
@@ -217,43 +250,53 @@ def send_outbox(
         result.details[name] = 0
     batches = 0
     owner = owner or worker_name()
-    prepare = functools.partial(_claim_and_validate, state, batch_size=batch_size, lease_seconds=lease_seconds,
-                                owner=owner, validate=validate, run_id=run_id)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-claim") as pool:
-        upcoming = pool.submit(prepare) if max_batches is None or max_batches > 0 else None
-        while upcoming is not None:
-            batch = upcoming.result()
-            upcoming = None
-            if not batch.claimed:
-                break
-            batches += 1
-            # Claim and validate the next batch while this one is sent: sending mostly waits (on the
-            # rate limiter, on Klaviyo), so that work no longer adds to the time a send takes
-            # (benchmarks/README.md, benchmark 1).
-            if max_batches is None or batches < max_batches:
-                upcoming = pool.submit(prepare)
-            result.rows_read += len(batch.claimed)
-            for kind, report in batch.reports:
-                _tally_quality(result, kind, report)
-            result.dead_letters += batch.quality_rejects
-            if batch.quality_rejects:
-                _count(result, "quality_rejects", batch.quality_rejects)
-            try:
-                calls = [call for kind, items in batch.passing.items() for call in _send_calls(client, kind, items)]
-                for index, (items, send) in enumerate(calls):
+    prepare = functools.partial(_prepare_batch, state, lease_seconds=lease_seconds, owner=owner, validate=validate,
+                                run_id=run_id)
+    sizes = iter(_ramp(batch_size))
+    submitted = 0
+    upcoming: deque[Future[_Prepared]] = deque()
+
+    def submit_more() -> None:
+        nonlocal submitted
+        while len(upcoming) < PREPARED_AHEAD and (max_batches is None or submitted < max_batches):
+            upcoming.append(pool.submit(prepare, batch_size=next(sizes, batch_size)))
+            submitted += 1
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-prepare") as pool:
+        try:
+            submit_more()
+            while upcoming:
+                batch = upcoming.popleft().result()
+                if not batch.claimed:
+                    break
+                batches += 1
+                # Prepare the next batch while this one is sent: sending mostly waits (on the rate
+                # limiter, on Klaviyo), so claiming, validating and building bodies no longer add to
+                # the time a send takes (benchmarks/README.md, benchmark 1).
+                submit_more()
+                result.rows_read += len(batch.claimed)
+                for kind, report in batch.reports:
+                    _tally_quality(result, kind, report)
+                result.dead_letters += batch.quality_rejects
+                if batch.quality_rejects:
+                    _count(result, "quality_rejects", batch.quality_rejects)
+                for index, call in enumerate(batch.calls):
                     try:
-                        outcomes = send()
+                        outcomes = call.send(client)
                     except AuthError:
-                        unfinished = [i.id for chunk, _ in calls[index:] for i in chunk]
+                        unfinished = [i.id for later in batch.calls[index:] for i in later.items]
                         with state.begin() as conn:
                             state_store.release(conn, unfinished)
                         raise
-                    _record_outcomes(state, items, outcomes, max_attempts=max_attempts, run_id=run_id, result=result)
+                    _record_outcomes(state, call.items, outcomes, max_attempts=max_attempts, run_id=run_id,
+                                     result=result)
                     if progress is not None:
-                        progress(len(items))
-            except BaseException:
-                _release_prepared(state, upcoming)
-                raise
+                        progress(len(call.items))
+        finally:
+            # Batches prepared ahead and never sent (the outbox ran dry, or an error stopped the
+            # send) go back to the outbox as they were.
+            while upcoming:
+                _release_prepared(state, upcoming.popleft())
     result.details["batches"] = batches
     return result
 

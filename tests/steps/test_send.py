@@ -119,3 +119,28 @@ def test_auth_error_stops_and_leaves_everything_pending(state_url, emulator):
     assert emulator.events() == []
     # With the right key the same rows go out at once: nothing was leased away.
     assert send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url)).details["sent_events"] == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_auth_error_also_hands_back_the_batch_prepared_ahead(state_url, emulator):
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(2500)])
+    # Batches of 1,000: the first is being sent when the 401 comes, the second was claimed ahead.
+    with pytest.raises(AuthError):
+        send_outbox(state, KlaviyoClient("pk_wrong_key", emulator.base_url), batch_size=1000)
+    assert _statuses(state) == {"pending": 2500}
+    with state.connect() as conn:
+        assert conn.execute(select(outbox.c.id).where(outbox.c.lease_owner.is_not(None))).all() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_first_batches_ramp_up_to_the_batch_size(state_url, emulator):
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(7500)])
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=20_000)
+    # 1,000, 2,000 and 4,000 rows, then the rest (500) in a batch of up to 20,000.
+    assert result.details["batches"] == 4 and result.details["sent_events"] == 7500
+    assert sorted(e["unique_id"] for e in emulator.events()) == sorted(f"log:{i}" for i in range(7500))
+    assert _statuses(state) == {"sent": 7500}
