@@ -53,6 +53,8 @@ class Batch:
     pointer_prefixes: tuple[str, ...]
     #: ``len(encode_body(body))``: the bytes on the wire.
     size: int
+    #: ``encode_body(body)``, when the builder assembled it from encodings it made anyway.
+    encoded: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -168,7 +170,7 @@ def send_batches(
         # Batch-local positions -> input positions (a re-sent batch was built from a subset).
         rows = {p: p if to_input is None else to_input[p] for p in batch.input_positions}
         try:
-            client.post(path, batch.body, endpoint=endpoint)
+            client.post(path, batch.body, endpoint=endpoint, encoded=batch.encoded)
         except RetryableError as err:
             for row in rows.values():
                 outcomes[row] = ItemOutcome("retry", err.message)

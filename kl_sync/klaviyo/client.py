@@ -237,6 +237,7 @@ class KlaviyoClient:
         *,
         endpoint: str,
         json: Any = None,
+        encoded: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool = True,
     ) -> Response:
@@ -248,16 +249,17 @@ class KlaviyoClient:
         reading, dropped connection, 5xx) is raised at once instead of retried; 429 and failures to
         connect are still retried, since then Klaviyo did not process anything.
 
+        ``encoded`` is ``encode_body(json)`` when the caller already has it (bulk builders assemble it).
+
         Raises :class:`RetryableError` after ``max_attempts``, :class:`AuthError` or
         :class:`RejectedError` at once.
         """
         url = self._url(path)
-        data = None if json is None else encode_body(json)
+        data = encoded if encoded is not None else None if json is None else encode_body(json)
         attempt = 0
         while True:
             attempt += 1
-            if self.limiter is not None:
-                self.limiter.acquire(endpoint)
+            slot = self.limiter.acquire(endpoint) if self.limiter is not None else None
             started = time.time()
             clock = time.perf_counter()
             status: int | None = None
@@ -281,6 +283,11 @@ class KlaviyoClient:
                     response = Response(status, CaseInsensitiveDict(raw.headers), _parse_json(raw), attempt)
                     self._record(method, url, endpoint, attempt, status, None, None, started, clock)
                     return response
+            finally:
+                # Answered (or failed): a limiter that counts requests from their answer does so now.
+                answered = getattr(self.limiter, "answered", None)
+                if answered is not None:
+                    answered(endpoint, slot)
 
             retry = (
                 isinstance(error, RetryableError)
@@ -301,8 +308,10 @@ class KlaviyoClient:
     def get(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Response:
         return self.request("GET", path, endpoint=endpoint, params=params)
 
-    def post(self, path: str, body: Any, *, endpoint: str, idempotent: bool = True) -> Response:
-        return self.request("POST", path, endpoint=endpoint, json=body, idempotent=idempotent)
+    def post(
+        self, path: str, body: Any, *, endpoint: str, idempotent: bool = True, encoded: bytes | None = None
+    ) -> Response:
+        return self.request("POST", path, endpoint=endpoint, json=body, encoded=encoded, idempotent=idempotent)
 
     def paginate(
         self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None

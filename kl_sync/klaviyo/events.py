@@ -61,7 +61,48 @@ def _bulk_entry(profile: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
 @dataclass
 class _Entry:
     profile: dict[str, Any]
+    #: ``encode_body(profile)``.
+    encoded_profile: bytes
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: ``encode_body(attributes)`` of each of ``events``.
+    encoded_events: list[bytes] = field(default_factory=list)
+
+
+def _around(template: bytes, *holes: bytes) -> list[bytes]:
+    """``template`` cut at the first occurrence of each hole in turn: the bytes around the holes
+    (an object's encoding fills a ``{}`` hole; a list's items go between the ``[`` and ``]`` put back
+    for a ``[]`` hole)."""
+    parts = []
+    rest = template
+    for hole in holes:
+        before, rest = rest.split(hole, 1)
+        parts.append(before)
+    return [*parts, rest]
+
+
+# The bytes of a body around what varies in it, so a body is assembled from its events' and profiles'
+# encodings (made once anyway, to measure them) instead of being encoded again when it is sent.
+_ENVELOPE = _around(encode_body(_bulk_envelope([])), b"[]")
+_ENTRY = _around(encode_body(_bulk_entry({}, [])), b"{}", b"[]")
+_EVENT = _around(encode_body({"type": "event", "attributes": {}}), b"{}")
+
+
+def _encode_entries(entries: list[_Entry]) -> bytes:
+    """``encode_body`` of the bulk body holding ``entries``, from the encodings already made."""
+    event_before, event_after = _EVENT
+    entry_before, entry_middle, entry_after = _ENTRY
+    return b"".join((
+        _ENVELOPE[0], b"[",
+        b",".join(
+            b"".join((
+                entry_before, entry.encoded_profile, entry_middle, b"[",
+                b",".join(b"".join((event_before, event, event_after)) for event in entry.encoded_events),
+                b"]", entry_after,
+            ))
+            for entry in entries
+        ),
+        b"]", _ENVELOPE[1],
+    ))
 
 
 @dataclass
@@ -92,10 +133,11 @@ def build_event_bulk_bodies(
     profiles = [build_profile_resource(event["profile"]) for event in events]
     profile_keys = [encode_body(profile) for profile in profiles]
     bodies = [build_event_attributes(event) for event in events]
+    encoded_bodies = [encode_body(body) for body in bodies]
     # An encoded wrapper is its encoding with ``{}`` in place of the wrapped object, plus that
     # object's own encoding: so each event and each distinct profile is encoded once.
     event_wrapper = len(encode_body({"type": "event", "attributes": {}})) - 2
-    event_sizes = [event_wrapper + len(encode_body(body)) for body in bodies]
+    event_sizes = [event_wrapper + len(encoded) for encoded in encoded_bodies]
     # Size of an entry with no events yet, per distinct profile.
     entry_wrapper = len(encode_body(_bulk_entry({}, []))) - 2
     entry_sizes = {key: entry_wrapper + len(key) for key in profile_keys}
@@ -108,7 +150,8 @@ def build_event_bulk_bodies(
             _bulk_entry(entry.profile, [{"type": "event", "attributes": body} for body in entry.events])
             for entry in open_.entries
         ]
-        batches.append(Batch(_bulk_envelope(entries), open_.positions, EVENTS_POINTER, open_.size))
+        batches.append(Batch(_bulk_envelope(entries), open_.positions, EVENTS_POINTER, open_.size,
+                             encoded=_encode_entries(open_.entries)))
 
     # Group by profile, keeping first-appearance order; repeats of a unique_id go round again.
     pending = _group(range(len(events)), profile_keys)
@@ -133,11 +176,12 @@ def build_event_bulk_bodies(
                 extra = entry_sizes[key] + event_sizes[position]
             if entry_index is None:
                 entry_index = len(current.entries)
-                current.entries.append(_Entry(profiles[position]))
+                current.entries.append(_Entry(profiles[position], key))
                 current.entry_of[key] = entry_index
             entry = current.entries[entry_index]
             current.positions[(entry_index, len(entry.events))] = position
             entry.events.append(bodies[position])
+            entry.encoded_events.append(encoded_bodies[position])
             current.seen.add(dedupe)
             current.size += extra
         if current.positions:

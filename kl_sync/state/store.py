@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
@@ -94,8 +94,7 @@ class OutboxItem:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ClaimedItem:
+class ClaimedItem(NamedTuple):
     id: int
     key: str
     kind: str
@@ -222,8 +221,8 @@ def claim(
             select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
             .where(outbox.c.lease_owner == token)
             .order_by(outbox.c.id)
-        )
-        return [ClaimedItem(r.id, r.key, r.kind, loads(r.payload), r.attempts) for r in rows]
+        ).all()
+        return [ClaimedItem(id_, key, kind, loads(payload), attempts) for id_, key, kind, payload, attempts in rows]
 
 
 def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:

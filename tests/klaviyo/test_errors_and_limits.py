@@ -182,6 +182,23 @@ def test_window_limiter_margin_and_unknown_endpoints() -> None:
         WindowRateLimiter(scale=0)
 
 
+def test_window_limiter_counts_a_request_from_its_answer() -> None:
+    fake = FakeTime()
+    limiter = WindowRateLimiter(margin=0.0, clock=fake.clock, sleep=fake.sleep)  # create_list: 10 a second
+    first = limiter.acquire("create_list")
+    second = limiter.acquire("create_list")
+    fake.now += 0.4  # both are answered 0.4 s later, the first after the second
+    limiter.answered("create_list", second)
+    limiter.answered("create_list", first)
+    for _ in range(8):
+        limiter.acquire("create_list")
+    # The 11th request waits a whole window after the first ANSWER (1000.4), not after its slot.
+    limiter.acquire("create_list")
+    assert fake.now == pytest.approx(1001.4)
+    limiter.answered("not_an_endpoint", 1.0)  # nothing to count: no error
+    limiter.answered("create_list", None)
+
+
 def test_window_limiter_is_shared_safely_by_threads() -> None:
     fake = FakeTime()
     time_lock = threading.Lock()
