@@ -38,7 +38,7 @@ def child(events: int, batch_size: int) -> dict[str, Any]:
     calls: list[float] = []
     cpu: list[float] = []
 
-    # The sender validates on its claim thread while the main thread sends, so wall time inside a
+    # The sender validates on its preparing thread while the main thread sends, so wall time inside a
     # call includes waiting for the GIL; the thread's CPU time is the validation's own cost.
     def timed_validate(kind: str, rows: Any) -> Any:
         begin, begin_cpu = time.perf_counter(), time.thread_time()
@@ -71,7 +71,7 @@ def run(events: int = 100_000, batch_sizes: tuple[int, ...] = (5_000,)) -> Bench
             Figure("6 validation", f"GX share of the send step (batch {batch_size:,})", share, "%", ("<=", 20), size, 1,
                    f"{figures['validate_cpu_seconds']:.1f} s CPU of {figures['send_seconds']:.1f} s; "
                    f"{figures['validate_calls']} calls, {per_call:.2f} s CPU each "
-                   f"({figures['validate_seconds']:.1f} s wall on the claim thread)"),
+                   f"({figures['validate_seconds']:.1f} s wall on the preparing thread)"),
             Figure("6 validation", "GX import and context, once per process", figures["gx_setup_seconds"], "s", None,
                    size, 1, "first validation of one row in a fresh interpreter"),
         ]
