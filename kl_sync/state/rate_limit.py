@@ -11,7 +11,8 @@ single writer.
 
 Send times are the workers' wall clocks (``time.time()``): workers on one host agree exactly; hosts
 need synchronised clocks (NTP keeps them within a few milliseconds, well inside ``margin``). Each
-acquire costs one short transaction; a worker that must wait sleeps outside it.
+acquire costs one short transaction, and each answer one short update (:meth:`StateRateLimiter.answered`);
+a worker that must wait sleeps outside them.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ class StateRateLimiter:
     def __repr__(self) -> str:
         return f"StateRateLimiter(scale={self.scale}, margin={self.margin}, url={self._engine.url!r})"
 
-    def acquire(self, endpoint: str) -> None:
+    def acquire(self, endpoint: str) -> int | None:
+        """Wait for a slot and take it; returns the slot's row id, for :meth:`answered`."""
         windows = self._windows.get(endpoint)
         if windows is None:
-            return
+            return None
         self._ensure_row(endpoint)
         longest = max(w.seconds for w in windows)
         while True:
@@ -83,14 +85,27 @@ class StateRateLimiter:
                     if nth is not None:
                         wait = max(wait, nth + window.seconds - now)
                 if wait <= 0:
-                    conn.execute(insert(rate_limit_sends).values(endpoint=endpoint, sent_at=now))
+                    slot = conn.execute(insert(rate_limit_sends).values(endpoint=endpoint, sent_at=now)).inserted_primary_key
                     conn.execute(
                         delete(rate_limit_sends).where(
                             rate_limit_sends.c.endpoint == endpoint, rate_limit_sends.c.sent_at < now - longest
                         )
                     )
-                    return
+                    return int(slot[0])
             self._sleep(wait)
+
+    def answered(self, endpoint: str, slot: int | None) -> None:
+        """The request sent in ``slot`` has been answered: from now on it counts as sent now.
+
+        As for :meth:`~kl_sync.klaviyo.limits.WindowRateLimiter.answered`: Klaviyo counts a request
+        when it arrives, somewhere before its answer, so a request held up on its way cannot make the
+        next window's request arrive early. Moving a send later only ever makes other workers wait
+        longer, so this needs no lock on the endpoint's row.
+        """
+        if slot is None:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(update(rate_limit_sends).where(rate_limit_sends.c.id == slot).values(sent_at=self._clock()))
 
     def _ensure_row(self, endpoint: str) -> None:
         if endpoint in self._known:

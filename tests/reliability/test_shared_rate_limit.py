@@ -51,3 +51,18 @@ def test_scale_and_margin_shape_the_windows(tmp_path: Path) -> None:
     for _ in range(3):
         limiter.acquire("bulk_create_events")
     assert time.waits == [0.15]  # 1 s / 10 + 0.05
+
+
+def test_a_request_counts_from_its_answer(tmp_path: Path) -> None:
+    state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    time = FakeTime()
+    first, second = (StateRateLimiter(state, LIMITS, margin=0.0, clock=time.clock, sleep=time.sleep) for _ in range(2))
+    slot = first.acquire("bulk_create_events")
+    time.now += 0.3  # answered 0.3 s later
+    first.answered("bulk_create_events", slot)
+    second.acquire("bulk_create_events")
+    second.acquire("bulk_create_events")
+    # The burst window (2 per 1 s) frees a whole second after the first request's ANSWER.
+    assert time.waits == [1.0]
+    assert time.now == 1_000_001.3
+    first.answered("unlimited_endpoint", first.acquire("unlimited_endpoint"))  # no slot, nothing to do
