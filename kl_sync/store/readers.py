@@ -11,9 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Engine, Row, Table, and_, or_, select
+from sqlalchemy import Column, DateTime, Engine, Row, String, Table, and_, or_, select, type_coerce
 
-from kl_sync.db import make_engine
+from kl_sync.db import backend, make_engine
 
 from kl_sync.store.contract import customers, order_items, orders, system_log
 
@@ -44,13 +44,26 @@ STREAMS: dict[str, Stream] = {
 }
 
 
-def _after(columns: Sequence[Column[Any]], after: Sequence[Any]):
+def _after(columns: Sequence[Any], after: Sequence[Any]):
     """``(c1, c2, …) > (v1, v2, …)`` spelled out, which every backend plans with the index."""
     clauses = []
     for i, column in enumerate(columns):
         equal = [columns[j] == after[j] for j in range(i)]
         clauses.append(and_(*equal, column > after[i]))
     return or_(*clauses)
+
+
+def _as_stored(engine: Engine, columns: Sequence[Column[Any]]) -> list[Any]:
+    """The cursor columns as the database compares them while paging.
+
+    SQLite keeps a datetime as text and ORDER BY sorts that text, whatever format the store's writer
+    chose. Compared as datetimes, a value stored without fractional seconds ("… 10:00:00") never
+    equals the "… 10:00:00.000000" SQLAlchemy binds, and the rows sharing it with the last row of a
+    chunk were skipped. So on SQLite the datetime cursor columns are paged on their stored text.
+    """
+    if backend(engine) != "sqlite":
+        return list(columns)
+    return [type_coerce(c, String) if isinstance(c.type, DateTime) else c for c in columns]
 
 
 def read_after(
@@ -68,21 +81,42 @@ def read_after(
     held open between chunks while the caller writes the state DB.
     """
     columns = stream.cursor_columns
+    paged_on = _as_stored(engine, columns)
+    # Columns paged on their stored text need the last row's stored text: one more lookup per chunk.
+    stored = [c for c, p in zip(columns, paged_on, strict=True) if c is not p]
+    stored_names = {c.name for c in stored}
+    primary_key = list(stream.table.primary_key.columns)
     position = tuple(after) if after is not None else None
+    if position is not None and stored:
+        # A caller's datetimes, as SQLAlchemy would have bound them to the datetime columns.
+        dialect = engine.dialect
+        position = tuple(
+            column.type.dialect_impl(dialect).bind_processor(dialect)(value)
+            if column.name in stored_names and value is not None else value
+            for column, value in zip(columns, position, strict=True)
+        )
     remaining = limit
     while remaining is None or remaining > 0:
         size = chunk_size if remaining is None else min(chunk_size, remaining)
         query = select(stream.table).order_by(*columns).limit(size)
         if position is not None:
-            query = query.where(_after(columns, position))
+            query = query.where(_after(paged_on if stored else columns, position))
         if where is not None:
             query = query.where(where)
         with engine.connect() as conn:
             rows = list(conn.execute(query))
+            if rows and stored:
+                last = rows[-1]._mapping
+                text_of = conn.execute(
+                    select(*(type_coerce(c, String) for c in stored)).where(*(k == last[k.name] for k in primary_key))
+                ).one()
         if not rows:
             return
         yield rows
         position = stream.cursor_of(rows[-1])
+        if stored:
+            texts = dict(zip((c.name for c in stored), text_of, strict=True))
+            position = tuple(texts.get(name, value) for name, value in zip(stream.cursor, position, strict=True))
         if remaining is not None:
             remaining -= len(rows)
         if len(rows) < size:

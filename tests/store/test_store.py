@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from kl_sync.cli import main
 from kl_sync.db import make_engine
 from kl_sync.store import STREAMS, read_after
-from kl_sync.store.contract import TABLES, customers, order_items, orders, system_log
+from kl_sync.store.contract import TABLES, customers, metadata, order_items, orders, system_log
 from kl_sync.store.generate import generate_rows, generate_store
 
 END = dt.datetime(2026, 11, 1, 12, 0)
@@ -98,3 +98,25 @@ def test_cli_store_generate(tmp_path, capsys):
     assert "generated 20 customers" in capsys.readouterr().out
     assert main(["store", "generate", "--url", url, "--customers", "20"]) == 2
     assert "already has" in capsys.readouterr().err
+
+
+def test_sqlite_ties_stored_without_fractions_are_not_skipped_between_chunks(tmp_path):
+    # SQLite keeps datetimes as text in whatever format the store's writer chose; the generator, like
+    # many writers, leaves out ".000000". Six orders share one updated_at, read two at a time: paging
+    # compared as datetimes used to skip the four after the first chunk's last row.
+    path = tmp_path / "store.db"
+    engine = make_engine(f"sqlite:///{path}", sqlite_wal=False)
+    metadata.create_all(engine, tables=list(TABLES))
+    with engine.begin() as conn:
+        for i in range(1, 7):
+            conn.exec_driver_sql(
+                "INSERT INTO orders (id, customer_id, status, total, created_at, updated_at) VALUES (?, 1, 'Placed', 10, ?, ?)",
+                (i, "2025-01-01 10:00:00", "2025-01-01 10:00:00" if i < 6 else "2025-01-01 10:00:01"),
+            )
+    stream = STREAMS["orders"]
+    read = [row.id for chunk in read_after(engine, stream, None, chunk_size=2) for row in chunk]
+    assert read == [1, 2, 3, 4, 5, 6]
+    # A caller's cursor (datetimes, as the state database keeps them) still resumes after it.
+    later = [row.id for chunk in read_after(engine, stream, (dt.datetime(2025, 1, 1, 10, 0, 0, 500), 0), chunk_size=2)
+             for row in chunk]
+    assert later == [6]
