@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import URL, make_url
 
 # SQLAlchemy's default drivers for these names (psycopg2, mysqlclient) are not installed; ours are.
@@ -26,6 +27,16 @@ def backend(engine_or_url: Engine | str | URL) -> str:
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
     name = url.get_backend_name()
     return "mysql" if name == "mariadb" else name
+
+
+def driver_insert(dialect: Dialect, table: Table, names: list[str] | tuple[str, ...]) -> tuple[str, str]:
+    """``INSERT INTO <table> (<names>) VALUES `` and one row's placeholders, in the driver's own
+    parameter style: for bulk inserts sent with ``exec_driver_sql``, which skips SQLAlchemy's per-row
+    parameter processing (the values must already be what the driver takes)."""
+    preparer = dialect.identifier_preparer
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) VALUES "
+    return into, f"({', '.join([mark] * len(names))})"
 
 
 def make_engine(url: str | URL, *, sqlite_wal: bool = True, **kwargs: Any) -> Engine:

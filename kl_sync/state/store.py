@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
-from kl_sync.db import backend
+from kl_sync.db import backend, driver_insert
 from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs, touched_customers
 
 
@@ -126,11 +126,8 @@ def _insert_ignoring_duplicates(conn: Connection, table: Any, names: Sequence[st
     if not rows:
         return set()
     kind = backend(conn.engine)
-    preparer = conn.dialect.identifier_preparer
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) VALUES "
-    one_row = f"({', '.join([mark] * len(names))})"
-    quoted_key = preparer.quote(key)
+    into, one_row = driver_insert(conn.dialect, table, names)
+    quoted_key = conn.dialect.identifier_preparer.quote(key)
     if kind in {"postgresql", "sqlite"}:
         # DO NOTHING … RETURNING names exactly the rows inserted, in the same statement, with no
         # window between a check and the insert.

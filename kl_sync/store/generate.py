@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, func, select
 
+from kl_sync.db import driver_insert
 from kl_sync.store.contract import TABLES, customers, metadata, order_items, orders, system_log
 
 BOXES = {
@@ -246,10 +247,8 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], chu
         return
     names = list(rows[0])
     sqlite = conn.dialect.name == "sqlite"
-    mark = "?" if sqlite else "%s"
-    preparer = conn.dialect.identifier_preparer
-    sql = (f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
+    into, one_row = driver_insert(conn.dialect, table, names)
+    sql = into + one_row
     for chunk in _chunks(rows, chunk_size):
         if sqlite:
             params = [tuple(_sqlite_value(row[n]) for n in names) for row in chunk]
