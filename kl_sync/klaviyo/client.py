@@ -37,7 +37,7 @@ from kl_sync.klaviyo.limits import RateLimiter
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
-#: The API revision kl-sync is built and tested against (the spec in tests/spec/).
+#: The API revision kl-sync is built and tested against (the spec slices in kl_sync/emulator/spec/).
 REVISION = "2026-07-15"
 JSON_API = "application/vnd.api+json"
 

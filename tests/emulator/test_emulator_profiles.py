@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.emulator.klaviyo_bodies import bulk_profiles, new_list, pointers, profile, profile_import, suppression
-from tests.emulator.spec_oracle import assert_response_valid
+from tests.spec_oracle import assert_response_valid
 
 
 def test_profile_import_creates_201_then_updates_200_merging_by_email(fresh_emu, fresh_api):

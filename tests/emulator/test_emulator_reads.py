@@ -9,7 +9,7 @@ import pytest
 
 from kl_sync.emulator import EmulatorHandle, running_emulator
 from tests.emulator.klaviyo_bodies import Api, bulk_entry, bulk_events, event, profile_import
-from tests.emulator.spec_oracle import assert_response_valid
+from tests.spec_oracle import assert_response_valid
 
 PEOPLE = [f"reader{i}@example.com" for i in range(5)]
 

@@ -16,7 +16,7 @@ from tests.emulator.klaviyo_bodies import (
     profile_import,
     single_event,
 )
-from tests.emulator.spec_oracle import assert_error_body
+from tests.spec_oracle import assert_error_body
 
 BULK = "/data/attributes/events-bulk-create/data"
 

@@ -1,10 +1,9 @@
 """The emulator's compiled request validator agrees with ``jsonschema`` on Klaviyo's spec slices,
-and its spec copies are the ones the tests read."""
+and the shipped spec folder holds one slice per operation."""
 
 from __future__ import annotations
 
 import copy
-import filecmp
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from hypothesis import strategies as st
 
 from kl_sync.emulator.spec import OPERATION_IDS, SPEC_DIR, BodyValidator, operation
 from tests.emulator import klaviyo_bodies as bodies
-from tests.emulator.spec_oracle import SPEC_DIR as TEST_SPEC_DIR
-from tests.emulator.spec_oracle import request_validator
+from tests.spec_oracle import request_validator
 
 VALID_BODIES: dict[str, Any] = {
     "bulk_create_events": bodies.bulk_events(
@@ -130,10 +128,8 @@ def test_every_operation_loads_from_its_slice():
     }
 
 
-def test_the_package_and_test_copies_of_the_spec_are_the_same_files():
+def test_the_shipped_spec_folder_holds_one_slice_per_operation():
     names = [f"{operation_id}.json" for operation_id in OPERATION_IDS] + ["LICENSE"]
-    match, mismatch, errors = filecmp.cmpfiles(SPEC_DIR, TEST_SPEC_DIR, names, shallow=False)
-    assert (mismatch, errors) == ([], [])
     assert sorted(p.name for p in SPEC_DIR.iterdir()) == sorted(names)
 
 

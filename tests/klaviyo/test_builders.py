@@ -21,7 +21,7 @@ from kl_sync.klaviyo.profiles import (
 )
 from kl_sync.klaviyo.suppressions import build_suppression_bodies
 from tests.klaviyo.factories import event, profile
-from tests.klaviyo.spec import assert_valid_request, request_errors
+from tests.spec_oracle import assert_valid_request, request_errors
 
 
 def resolve(body: Any, pointer: str) -> Any:

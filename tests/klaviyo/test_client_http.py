@@ -23,7 +23,7 @@ from kl_sync.klaviyo.lists import create_list
 from kl_sync.settings import SettingsError, load_settings
 from tests.klaviyo.conftest import API_KEY, FORBIDDEN_KEY
 from tests.klaviyo.factories import event
-from tests.klaviyo.spec import assert_journal_bodies_valid
+from tests.spec_oracle import assert_journal_bodies_valid
 
 BULK = "/api/event-bulk-create-jobs"
 

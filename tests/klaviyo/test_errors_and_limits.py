@@ -17,7 +17,7 @@ from kl_sync.klaviyo.errors import (
     parse_retry_after,
 )
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, RateLimiter, WindowRateLimiter
-from tests.klaviyo.spec import SPEC_DIR, operation
+from tests.spec_oracle import SPEC_DIR, operation
 
 POINTER = "/data/attributes/events-bulk-create/data/17/attributes/events/data/2/attributes/time"
 

@@ -17,7 +17,7 @@ from kl_sync.klaviyo.profiles import send_profile, send_profiles, upsert_profile
 from kl_sync.klaviyo.suppressions import send_suppressions
 from tests.klaviyo.conftest import PUBLIC_KEY
 from tests.klaviyo.factories import event, profile
-from tests.klaviyo.spec import assert_journal_bodies_valid
+from tests.spec_oracle import assert_journal_bodies_valid
 
 BULK = "/api/event-bulk-create-jobs"
 EVENT_POINTER = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/{}"

@@ -1,14 +1,19 @@
-"""Checks request bodies against Klaviyo's official OpenAPI spec (revision 2026-07-15, MIT; ``tests/spec/``).
+"""The test oracle: Klaviyo's official OpenAPI slices (revision 2026-07-15, MIT), as the package ships
+them in ``kl_sync/emulator/spec/``, checked with ``jsonschema``.
 
-    from tests.klaviyo.spec import assert_valid_request, assert_journal_bodies_valid
+    from tests.spec_oracle import assert_valid_request, assert_journal_bodies_valid, assert_response_valid
     assert_valid_request("bulk_create_events", body)
     assert_journal_bodies_valid(emulator.journal())
+    assert_response_valid("get_events", response)
 
-This is an oracle independent of both the client and the emulator: it reads the spec slice
-``tests/spec/<operation_id>.json`` and validates with ``jsonschema`` (Draft 2020-12, ``date-time``
-format checked). OpenAPI 3.0's ``nullable: true`` becomes "or null". With ``strict`` (the default) an
-object that lists its properties accepts no others, so a misspelt attribute (``backfil``) fails here
-instead of being silently ignored; free-form objects (event ``properties``) stay free.
+It is independent of both the client and the emulator: it reads each slice itself and makes one
+conversion of its schemas to JSON Schema (Draft 2020-12, ``$ref`` resolved by ``jsonschema`` through
+``$defs``), OpenAPI 3.0's ``nullable: true`` becoming "or null". Requests are read strictly by
+default: an object that lists its properties accepts no others, so a misspelt attribute
+(``backfil``) fails here instead of being silently ignored (Klaviyo answers an unknown attribute with
+a 400); free-form objects (event ``properties``) stay free. Responses are read loosely.
+:func:`request_errors` also checks formats (``date-time``); :func:`request_validator`, which the
+emulator's compiled validator is compared with, does not (the emulator checks times in its rules).
 """
 
 from __future__ import annotations
@@ -16,12 +21,11 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
+from kl_sync.emulator.spec import SPEC_DIR
 
 
 @cache
@@ -44,7 +48,11 @@ def _convert(node: Any, strict: bool) -> Any:
         return [_convert(item, strict) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: _convert(value, strict) for key, value in node.items() if key not in ("nullable", "example")}
+    out = {
+        key: ({name: _convert(s, strict) for name, s in value.items()} if key == "properties" else _convert(value, strict))
+        for key, value in node.items()
+        if key not in ("nullable", "example")
+    }
     if "$ref" in out:
         out["$ref"] = out["$ref"].replace("#/components/schemas/", "#/$defs/")
     if strict and "properties" in out and "additionalProperties" not in out:
@@ -55,32 +63,43 @@ def _convert(node: Any, strict: bool) -> Any:
 
 
 @cache
-def request_schema(operation_id: str, strict: bool = True) -> dict[str, Any]:
-    """The operation's request-body schema as plain JSON Schema (refs resolved through ``$defs``)."""
+def body_schema(operation_id: str, status: int | None = None, *, strict: bool = True) -> dict[str, Any]:
+    """The operation's request-body schema (``status`` None) or the body schema of its answer with
+    ``status``, as plain JSON Schema."""
     document = _document(operation_id)
     _, _, op = operation(operation_id)
-    body = op.get("requestBody")
-    if body is None:
-        raise ValueError(f"{operation_id} takes no request body")
-    root = body["content"]["application/vnd.api+json"]["schema"]
-    schema = _convert(root, strict)
+    if status is None:
+        if op.get("requestBody") is None:
+            raise ValueError(f"{operation_id} takes no request body")
+        content = op["requestBody"]["content"]
+    else:
+        content = op["responses"][str(status)]["content"]
+    schema = _convert(content["application/vnd.api+json"]["schema"], strict)
     schema["$defs"] = {name: _convert(s, strict) for name, s in document["components"]["schemas"].items()}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
 
 @cache
-def _validator(operation_id: str, strict: bool) -> jsonschema.Draft202012Validator:
-    schema = request_schema(operation_id, strict)
+def validator(
+    operation_id: str, status: int | None = None, *, strict: bool = True, formats: bool = False
+) -> jsonschema.Draft202012Validator:
+    schema = body_schema(operation_id, status, strict=strict)
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
+    return jsonschema.Draft202012Validator(schema, format_checker=checker)
+
+
+def request_validator(operation_id: str) -> jsonschema.Draft202012Validator:
+    """The strict request-body validator, formats unchecked (what the emulator's schema check covers)."""
+    return validator(operation_id)
 
 
 def request_errors(operation_id: str, body: Any, *, strict: bool = True) -> list[str]:
-    """Every way ``body`` breaks the spec, as ``pointer: message`` lines (empty when valid)."""
-    errors = sorted(_validator(operation_id, strict).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+    """Every way ``body`` breaks the spec, formats included, as ``pointer: message`` lines (empty when valid)."""
+    found = validator(operation_id, strict=strict, formats=True).iter_errors(body)
     lines = []
-    for error in errors:
+    for error in sorted(found, key=lambda e: list(map(str, e.absolute_path))):
         # "not valid under any of the given schemas" (a nullable field) hides the real reason.
         reason = " / ".join(e.message for e in error.context) if error.context else error.message
         lines.append("/" + "/".join(str(p) for p in error.absolute_path) + f": {reason}")
@@ -91,6 +110,29 @@ def assert_valid_request(operation_id: str, body: Any, *, strict: bool = True) -
     """Fail with every violation when ``body`` is not a valid request body for ``operation_id``."""
     problems = request_errors(operation_id, body, strict=strict)
     assert not problems, f"{operation_id} body breaks the spec:\n  " + "\n  ".join(problems[:20])
+
+
+def assert_response_valid(operation_id: str, response: Any) -> None:
+    """The response's status is one the spec lists, and its body matches that status's schema."""
+    _, _, op = operation(operation_id)
+    status = response.status_code
+    assert str(status) in op["responses"], f"{operation_id} does not answer {status}"
+    if op["responses"][str(status)].get("content"):
+        assert response.headers["content-type"].startswith("application/vnd.api+json")
+        found = validator(operation_id, status, strict=False).iter_errors(response.json())
+        errors = sorted(found, key=str)
+        assert not errors, f"{operation_id} {status}: {errors[0].message} at {list(errors[0].absolute_path)}"
+    else:
+        assert response.content == b""
+
+
+def assert_error_body(response: Any) -> None:
+    """Klaviyo's ClientError / ServerError shape."""
+    body = response.json()
+    assert set(body) == {"errors"} and body["errors"]
+    for error in body["errors"]:
+        assert {"id", "code", "title", "detail"} <= set(error)
+        assert error["status"] == response.status_code or response.status_code == 400
 
 
 @cache
