@@ -6,12 +6,19 @@
         emu.base_url, emu.api_key       # point the client here
         emu.events(), emu.profiles()    # and look at what arrived
 
-``kl_sync.emulator.app.create_app`` builds the FastAPI app alone; ``kl-sync emulator`` (or
+``create_app(data_dir, EmulatorConfig(...))`` builds the FastAPI app alone; ``kl-sync emulator`` (or
 ``python -m kl_sync.emulator``) serves it in the foreground.
+
+Where things live: :mod:`.config` (the options), :mod:`.app` (the app), :mod:`.gate` (what every
+request passes), :mod:`.routes` (a router per Klaviyo resource), :mod:`.rules` (Klaviyo's request
+rules, per resource), :mod:`.storage` (the account), :mod:`.resources` and :mod:`.documents` (what is
+answered), ``spec/`` (one OpenAPI slice per operation), :mod:`.limits`, :mod:`.faults`,
+:mod:`.journal`, :mod:`.server` (running it).
 """
 
 from kl_sync.emulator.app import create_app
+from kl_sync.emulator.config import EmulatorConfig
 from kl_sync.emulator.faults import FaultSpec
 from kl_sync.emulator.server import EmulatorHandle, running_emulator
 
-__all__ = ["EmulatorHandle", "FaultSpec", "create_app", "running_emulator"]
+__all__ = ["EmulatorConfig", "EmulatorHandle", "FaultSpec", "create_app", "running_emulator"]

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from kl_sync.emulator.config import EmulatorConfig
 from kl_sync.emulator.faults import DEFAULT_MIX, FaultSpec
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PORT, EMULATOR_PUBLIC_KEY
 
@@ -53,29 +54,33 @@ def parse_fault_mix(text: str) -> dict[str, float]:
     return mix
 
 
+def config_from(args: argparse.Namespace) -> EmulatorConfig:
+    """The emulator's options from the command line (a ValueError names a bad one)."""
+    faults = None
+    if args.faults > 0:
+        faults = FaultSpec(
+            rate=args.faults,
+            mix=parse_fault_mix(args.fault_mix),
+            seed=args.fault_seed,
+            slow_seconds=args.slow_seconds,
+        )
+    return EmulatorConfig(
+        api_keys=tuple(args.api_keys or (EMULATOR_KEY,)),
+        forbidden_keys=tuple(args.forbidden_keys or ()),
+        public_key=args.public_key,
+        rate_limits=args.rate_limits,
+        rate_scale=args.rate_scale,
+        faults=faults,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve a local Klaviyo emulator until interrupted."""
     from kl_sync.emulator.app import create_app
     from kl_sync.emulator.server import serve_forever
 
     try:
-        faults = None
-        if args.faults > 0:
-            faults = FaultSpec(
-                rate=args.faults,
-                mix=parse_fault_mix(args.fault_mix),
-                seed=args.fault_seed,
-                slow_seconds=args.slow_seconds,
-            )
-        app = create_app(
-            args.data_dir,
-            api_keys=tuple(args.api_keys or (EMULATOR_KEY,)),
-            forbidden_keys=tuple(args.forbidden_keys or ()),
-            public_key=args.public_key,
-            rate_limits=args.rate_limits,
-            rate_scale=args.rate_scale,
-            faults=faults,
-        )
+        app = create_app(args.data_dir, config_from(args))
     except ValueError as exc:
         print(f"kl-sync emulator: {exc}", file=sys.stderr)
         return 2

@@ -5,16 +5,25 @@ subclass of uvicorn's h11 protocol that records each connection by its (server, 
 the same pair the request's ASGI scope carries. :func:`drop_connection` finds it and resets it
 (``SO_LINGER`` 0, then abort: the client reads ECONNRESET, or ``RemoteDisconnected`` when it was not
 reading yet), which is what a crashed load balancer or a cut network looks like from outside.
+
+A route or the gate answers with :class:`DroppedConnection` (or raises :class:`ConnectionDropped`,
+which the app answers so) to have its connection dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 from typing import Any
 
+from starlette.responses import Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from kl_sync.emulator.errors import fail
+from kl_sync.emulator.journal import context_of
+from kl_sync.emulator.spec import JSON_API
 
 _OPEN: dict[tuple[Any, Any], DroppableH11Protocol] = {}
 
@@ -66,3 +75,24 @@ async def drop_connection(scope: dict[str, Any]) -> bool:
     for _ in range(3):
         await asyncio.sleep(0)
     return True
+
+
+class ConnectionDropped(Exception):
+    """Raised to answer a request by resetting its connection."""
+
+
+class DroppedConnection(Response):
+    """A "response" that resets the TCP connection instead of answering."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=500)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        context_of(scope).finish(None)
+        if await drop_connection(scope):
+            return
+        # Not served by our protocol (e.g. a test client): say so rather than pretend.
+        error = fail(500, "error", "The emulator was asked to drop this connection but cannot here.")
+        body = json.dumps(error.body()).encode()
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", JSON_API.encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -59,9 +59,9 @@ class Problem:
 
 
 @dataclass
-class KlaviyoError(Exception):
-    """An answer made of one or more :class:`Problem`; the HTTP status is the first problem's
-    unless ``status`` says otherwise."""
+class ApiProblemError(Exception):
+    """Raised to answer a request with one or more :class:`Problem` (the app turns it into Klaviyo's
+    error body); the HTTP status is the first problem's unless ``status`` says otherwise."""
 
     problems: list[Problem]
     status: int | None = None
@@ -78,12 +78,12 @@ class KlaviyoError(Exception):
         return {"errors": [p.as_json() for p in self.problems]}
 
 
-def fail(status: int, code: str, detail: str, **where: Any) -> KlaviyoError:
-    return KlaviyoError([Problem(status, code, detail, **where)])
+def fail(status: int, code: str, detail: str, **where: Any) -> ApiProblemError:
+    return ApiProblemError([Problem(status, code, detail, **where)])
 
 
-def invalid(problems: Iterable[Problem]) -> KlaviyoError:
+def invalid(problems: Iterable[Problem]) -> ApiProblemError:
     """All of a request's problems in one answer; 400 unless every problem says the same other status."""
     found = list(problems)
     statuses = {p.status for p in found}
-    return KlaviyoError(found, status=statuses.pop() if len(statuses) == 1 else 400)
+    return ApiProblemError(found, status=statuses.pop() if len(statuses) == 1 else 400)

@@ -13,7 +13,8 @@ from typing import Any
 
 from kl_sync.emulator.errors import fail
 from kl_sync.emulator.spec import Operation
-from kl_sync.emulator.storage import Condition, iso
+from kl_sync.emulator.storage.reads import Condition
+from kl_sync.emulator.storage.values import iso
 
 #: Per operation, the filter fields the emulator implements and how their values are read:
 #: "text" (a string), "epoch" (a date-time or epoch seconds -> int), "iso" (a date-time -> UTC ISO).

@@ -32,8 +32,9 @@ def format_seconds(seconds: float, scale: float) -> str:
     return f"{max(seconds, 0.001):.3f}"
 
 
-class RateLimiter:
-    """Fixed-window counters keyed by (operation, window). Only admitted requests count."""
+class RateWindows:
+    """Fixed-window counters keyed by (operation, window): :meth:`admit` answers whether one more
+    request fits every window of its operation. Only admitted requests count."""
 
     def __init__(self, scale: float = 1.0, clock: Callable[[], float] = time.monotonic):
         if scale <= 0:

@@ -11,7 +11,8 @@ import datetime as dt
 import json
 from typing import Any, Iterable
 
-from kl_sync.emulator.storage import PROFILE_ATTRIBUTES, iso_from_epoch
+from kl_sync.emulator.storage.schema import PROFILE_ATTRIBUTES
+from kl_sync.emulator.storage.values import iso_from_epoch
 
 #: Integration Klaviyo reports for metrics created through the API.
 API_INTEGRATION = {"object": "integration", "id": "0eMvjm", "key": "api", "name": "API", "category": "API"}
@@ -30,6 +31,17 @@ def _relationship(base: str, kind: str, own_id: str, name: str, data: Any = None
     }
     if data is not None:
         out["data"] = data
+    return out
+
+
+def _resource(
+    kind: str, collection: str, row_id: str, attributes: dict[str, Any], base: str, relationships: dict | None = None
+) -> dict[str, Any]:
+    """``{type, id, attributes, relationships?, links: {self}}`` of one resource of ``/api/<collection>``."""
+    out: dict[str, Any] = {"type": kind, "id": row_id, "attributes": attributes}
+    if relationships is not None:
+        out["relationships"] = relationships
+    out["links"] = _links(base, f"/api/{collection}/{row_id}")
     return out
 
 
@@ -52,18 +64,11 @@ def event_resource(row: dict[str, Any], base: str, fields: str | None = None) ->
         "datetime": iso_from_epoch(row["time"]),
         "uuid": row["uuid"],
     }
-    return {
-        "type": "event",
-        "id": row["id"],
-        "attributes": _sparse(attributes, fields),
-        "relationships": {
-            "profile": _relationship(
-                base, "events", row["id"], "profile", {"type": "profile", "id": row["profile_id"]}
-            ),
-            "metric": _relationship(base, "events", row["id"], "metric", {"type": "metric", "id": row["metric_id"]}),
-        },
-        "links": _links(base, f"/api/events/{row['id']}"),
+    relationships = {
+        "profile": _relationship(base, "events", row["id"], "profile", {"type": "profile", "id": row["profile_id"]}),
+        "metric": _relationship(base, "events", row["id"], "metric", {"type": "metric", "id": row["metric_id"]}),
     }
+    return _resource("event", "events", row["id"], _sparse(attributes, fields), base, relationships)
 
 
 def metric_resource(row: dict[str, Any], base: str, fields: str | None = None) -> dict[str, Any]:
@@ -73,12 +78,7 @@ def metric_resource(row: dict[str, Any], base: str, fields: str | None = None) -
         "updated": row["updated"],
         "integration": dict(API_INTEGRATION),
     }
-    return {
-        "type": "metric",
-        "id": row["id"],
-        "attributes": _sparse(attributes, fields),
-        "links": _links(base, f"/api/metrics/{row['id']}"),
-    }
+    return _resource("metric", "metrics", row["id"], _sparse(attributes, fields), base)
 
 
 def _subscriptions(suppression: dict[str, Any] | None) -> dict[str, Any]:
@@ -132,16 +132,11 @@ def profile_resource(
         attributes["subscriptions"] = _subscriptions(suppression)
     if "predictive_analytics" in additional:
         attributes["predictive_analytics"] = {name: None for name in _PREDICTIVE}
-    return {
-        "type": "profile",
-        "id": row["id"],
-        "attributes": attributes,
-        "relationships": {
-            "lists": _relationship(base, "profiles", row["id"], "lists"),
-            "segments": _relationship(base, "profiles", row["id"], "segments"),
-        },
-        "links": _links(base, f"/api/profiles/{row['id']}"),
+    relationships = {
+        "lists": _relationship(base, "profiles", row["id"], "lists"),
+        "segments": _relationship(base, "profiles", row["id"], "segments"),
     }
+    return _resource("profile", "profiles", row["id"], attributes, base, relationships)
 
 
 def list_resource(row: dict[str, Any], base: str, fields: str | None = None) -> dict[str, Any]:
@@ -151,62 +146,53 @@ def list_resource(row: dict[str, Any], base: str, fields: str | None = None) -> 
         "updated": row["updated"],
         "opt_in_process": row["opt_in_process"],
     }
-    return {
-        "type": "list",
-        "id": row["id"],
-        "attributes": _sparse(attributes, fields),
-        "relationships": {"profiles": _relationship(base, "lists", row["id"], "profiles")},
-        "links": _links(base, f"/api/lists/{row['id']}"),
+    relationships = {"profiles": _relationship(base, "lists", row["id"], "profiles")}
+    return _resource("list", "lists", row["id"], _sparse(attributes, fields), base, relationships)
+
+
+def _job_attributes(job: dict[str, Any], just_created: bool, names: tuple[str, ...]) -> dict[str, Any]:
+    """A bulk job's ``names`` attributes, in that order. As first answered a job is still "queued"
+    with nothing done (as at Klaviyo), though the emulator has already applied it, so the next GET
+    shows it complete."""
+    stored = {
+        "status": job["status"],
+        "created_at": job["created_at"],
+        "total_count": job["total_count"],
+        "completed_count": job["completed_count"],
+        "failed_count": job["failed_count"],
+        "skipped_count": job["skipped_count"],
+        "completed_at": job["completed_at"],
+        "expires_at": (dt.datetime.fromisoformat(job["created_at"]) + dt.timedelta(days=7)).isoformat(),
+        "started_at": job["created_at"],
     }
+    queued = {"status": "queued", "completed_count": 0, "failed_count": 0, "skipped_count": 0,
+              "completed_at": None, "started_at": None}
+    return {name: queued[name] if just_created and name in queued else stored[name] for name in names}
 
 
 def import_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:
-    """A profile-bulk-import-job; as first answered it is still "queued" (as at Klaviyo), though
-    the emulator has already applied it, so the next GET shows it complete."""
-    created = dt.datetime.fromisoformat(job["created_at"])
-    attributes = {
-        "status": "queued" if just_created else job["status"],
-        "created_at": job["created_at"],
-        "total_count": job["total_count"],
-        "completed_count": 0 if just_created else job["completed_count"],
-        "failed_count": 0 if just_created else job["failed_count"],
-        "completed_at": None if just_created else job["completed_at"],
-        "expires_at": (created + dt.timedelta(days=7)).isoformat(),
-        "started_at": None if just_created else job["created_at"],
-    }
-    lists = [{"type": "list", "id": i} for i in json.loads(job["list_ids"])]
+    """A profile-bulk-import-job."""
+    names = ("status", "created_at", "total_count", "completed_count", "failed_count", "completed_at",
+             "expires_at", "started_at")
     kind = "profile-bulk-import-jobs"
-    return {
-        "type": "profile-bulk-import-job",
-        "id": job["id"],
-        "attributes": attributes,
-        "relationships": {
-            "lists": _relationship(base, kind, job["id"], "lists", lists),
-            "profiles": _relationship(base, kind, job["id"], "profiles"),
-            "import-errors": {"links": {"related": f"{base}/api/{kind}/{job['id']}/import-errors/"}},
-        },
-        "links": _links(base, f"/api/{kind}/{job['id']}"),
+    lists = [{"type": "list", "id": i} for i in json.loads(job["list_ids"])]
+    relationships = {
+        "lists": _relationship(base, kind, job["id"], "lists", lists),
+        "profiles": _relationship(base, kind, job["id"], "profiles"),
+        "import-errors": {"links": {"related": f"{base}/api/{kind}/{job['id']}/import-errors/"}},
     }
+    return _resource("profile-bulk-import-job", kind, job["id"], _job_attributes(job, just_created, names), base,
+                     relationships)
 
 
 def suppression_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:
-    attributes = {
-        "status": "queued" if just_created else job["status"],
-        "created_at": job["created_at"],
-        "total_count": job["total_count"],
-        "completed_count": 0 if just_created else job["completed_count"],
-        "completed_at": None if just_created else job["completed_at"],
-        "skipped_count": 0 if just_created else job["skipped_count"],
-    }
+    """A profile-suppression-bulk-create-job."""
+    names = ("status", "created_at", "total_count", "completed_count", "completed_at", "skipped_count")
     kind = "profile-suppression-bulk-create-jobs"
     lists = [{"type": "list", "id": i} for i in json.loads(job["list_ids"])]
-    return {
-        "type": "profile-suppression-bulk-create-job",
-        "id": job["id"],
-        "attributes": attributes,
-        "relationships": {
-            "lists": _relationship(base, kind, job["id"], "lists", lists),
-            "segments": _relationship(base, kind, job["id"], "segments", []),
-        },
-        "links": _links(base, f"/api/{kind}/{job['id']}"),
+    relationships = {
+        "lists": _relationship(base, kind, job["id"], "lists", lists),
+        "segments": _relationship(base, kind, job["id"], "segments", []),
     }
+    return _resource("profile-suppression-bulk-create-job", kind, job["id"],
+                     _job_attributes(job, just_created, names), base, relationships)

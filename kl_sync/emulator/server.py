@@ -14,11 +14,13 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import uvicorn
 
-from kl_sync.emulator.app import Emulator, create_app
+from kl_sync.emulator.account import Emulator
+from kl_sync.emulator.app import create_app
+from kl_sync.emulator.config import EmulatorConfig
 from kl_sync.emulator.connections import DroppableH11Protocol
 from kl_sync.emulator.faults import FaultSpec
 
@@ -145,26 +147,22 @@ class EmulatorHandle:
 @contextmanager
 def running_emulator(
     data_dir: str | Path,
+    config: EmulatorConfig | None = None,
     *,
-    api_keys: Iterable[str] = ("pk_test",),
-    forbidden_keys: Iterable[str] = (),
-    public_key: str = "PUBKEY",
-    rate_limits: str = "off",
-    rate_scale: float = 1.0,
-    faults: FaultSpec | None = None,
     port: int = 0,
     host: str = "127.0.0.1",
+    **options: Any,
 ) -> Iterator[EmulatorHandle]:
-    """Serve an emulator over ``data_dir`` on a background thread (``port=0``: a free port)."""
-    app = create_app(
-        data_dir,
-        api_keys=api_keys,
-        forbidden_keys=forbidden_keys,
-        public_key=public_key,
-        rate_limits=rate_limits,
-        rate_scale=rate_scale,
-        faults=faults,
-    )
+    """Serve an emulator over ``data_dir`` on a background thread (``port=0``: a free port).
+
+    It behaves as ``config`` says, or as the same options given as keywords say
+    (``running_emulator(data_dir, api_keys=("pk_x",), rate_limits="real")``: the fields of
+    :class:`~kl_sync.emulator.config.EmulatorConfig`)."""
+    if config is None:
+        config = EmulatorConfig(**options)
+    elif options:
+        raise TypeError(f"running_emulator takes a config or its options as keywords, not both: {sorted(options)}")
+    app = create_app(data_dir, config)
     try:
         handle = EmulatorHandle(app, host, port)
     except BaseException:

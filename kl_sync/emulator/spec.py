@@ -19,24 +19,11 @@ from typing import Any, Callable
 
 SPEC_DIR = Path(__file__).with_name("spec")
 REVISION = "2026-07-15"
+JSON_API = "application/vnd.api+json"  # the media type of every request and answer body
 
-#: Operations the emulator serves, by operationId (= file name in ``spec/``).
-OPERATION_IDS = (
-    "bulk_create_events",
-    "create_event",
-    "create_client_event",
-    "create_or_update_profile",
-    "bulk_import_profiles",
-    "get_bulk_import_profiles_job",
-    "bulk_suppress_profiles",
-    "get_bulk_suppress_profiles_job",
-    "create_list",
-    "get_lists",
-    "add_profiles_to_list",
-    "get_events",
-    "get_profiles",
-    "get_metrics",
-)
+#: Operations the emulator serves, by operationId: one file ``spec/<operationId>.json`` each, so a new
+#: endpoint's slice is a new file there (and its route, in :mod:`kl_sync.emulator.routes`).
+OPERATION_IDS = tuple(sorted(path.stem for path in SPEC_DIR.glob("*.json")))
 
 _WINDOW_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DOC_KEYWORDS = {"description", "example", "default", "format", "title"}
@@ -61,6 +48,9 @@ class Operation:
     query_parameters: dict[str, dict[str, Any]]
     #: Filter field -> allowed operators, from the spec's ``filter`` parameter description.
     filter_operators: dict[str, frozenset[str]]
+    #: ``security: []``: no private key; the account is named by the public key in ``company_id``
+    #: (Klaviyo's client-side ``/client/*`` operations).
+    public: bool = False
     body_validator: BodyValidator | None = field(repr=False, default=None)
 
     def page_size(self) -> tuple[int, int] | None:
@@ -92,7 +82,7 @@ def operation(operation_id: str) -> Operation:
     validator = None
     body = op.get("requestBody")
     if body is not None:
-        ref = body["content"]["application/vnd.api+json"]["schema"]
+        ref = body["content"][JSON_API]["schema"]
         validator = BodyValidator(to_json_schema(ref, document["components"]["schemas"], strict=True))
     return Operation(
         operation_id=operation_id,
@@ -101,6 +91,7 @@ def operation(operation_id: str) -> Operation:
         rate_limits=parse_rate_limits(op.get("x-klaviyo-ratelimit", {})),
         query_parameters=params,
         filter_operators=parse_filter_operators(params.get("filter", {}).get("description", "")),
+        public=op.get("security", document.get("security")) == [],
         body_validator=validator,
     )
 
@@ -253,14 +244,7 @@ def _compile(schema: dict[str, Any]) -> Check:
     all_of = [_compile(s) for s in schema.get("allOf", ())]
 
     if not (props or closed or required or items or one_of or any_of or all_of):
-        # A leaf: the common case, kept to two tests.
-        def check_leaf(value: Any, path: _LinkedPath, errors: list) -> None:
-            if type_ok is not None and not type_ok(value):
-                errors.append(SchemaError(_unlink(path), "type", f"{_short(value)} is not of type {type_label}"))
-            elif enum is not None and value not in enum:
-                errors.append(SchemaError(_unlink(path), "enum", f"{_short(value)} is not one of {enum!r}"))
-
-        return check_leaf
+        return _leaf(type_ok, type_label, enum)
 
     def check(value: Any, path: _LinkedPath, errors: list) -> None:
         if type_ok is not None and not type_ok(value):
@@ -295,6 +279,18 @@ def _compile(schema: dict[str, Any]) -> Check:
             sub(value, path, errors)
 
     return check
+
+
+def _leaf(type_ok: Callable[[Any], bool] | None, type_label: str, enum: list | None) -> Check:
+    """A leaf schema (type and enum only): the common case, kept to two tests."""
+
+    def check_leaf(value: Any, path: _LinkedPath, errors: list) -> None:
+        if type_ok is not None and not type_ok(value):
+            errors.append(SchemaError(_unlink(path), "type", f"{_short(value)} is not of type {type_label}"))
+        elif enum is not None and value not in enum:
+            errors.append(SchemaError(_unlink(path), "enum", f"{_short(value)} is not one of {enum!r}"))
+
+    return check_leaf
 
 
 def _passes(check: Check, value: Any) -> bool:

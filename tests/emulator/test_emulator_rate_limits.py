@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kl_sync.emulator import running_emulator
-from kl_sync.emulator.limits import RateLimiter, format_seconds
+from kl_sync.emulator.limits import RateWindows, format_seconds
 from kl_sync.emulator.spec import RateLimit, operation
 from tests.emulator.klaviyo_bodies import Api, bulk_entry, bulk_events, event
 
@@ -32,7 +32,7 @@ def test_the_spec_sets_each_endpoints_windows():
 
 def test_burst_window_admits_ten_a_second():
     clock = Clock()
-    limiter = RateLimiter(clock=clock)
+    limiter = RateWindows(clock=clock)
     answers = [limiter.admit("bulk_create_events", WINDOWS) for _ in range(11)]
     assert [a.admitted for a in answers] == [True] * 10 + [False]
     assert [a.headers["RateLimit-Remaining"] for a in answers[:3]] == ["149", "148", "147"]
@@ -47,7 +47,7 @@ def test_burst_window_admits_ten_a_second():
 
 def test_steady_window_admits_150_a_minute_across_bursts():
     clock = Clock()
-    limiter = RateLimiter(clock=clock)
+    limiter = RateWindows(clock=clock)
     admitted = 0
     for _ in range(15):
         for _ in range(10):
@@ -64,7 +64,7 @@ def test_steady_window_admits_150_a_minute_across_bursts():
 
 def test_scaled_windows_are_shorter_and_report_decimal_seconds():
     clock = Clock()
-    limiter = RateLimiter(scale=10.0, clock=clock)
+    limiter = RateWindows(scale=10.0, clock=clock)
     for _ in range(10):
         assert limiter.admit("x", WINDOWS).admitted
     assert limiter.admit("x", WINDOWS).headers == {"Retry-After": "0.100"}

@@ -1,5 +1,5 @@
 """The emulator's compiled request validator agrees with ``jsonschema`` on Klaviyo's spec slices,
-and the shipped spec folder holds one slice per operation."""
+and the shipped slices are exactly the operations its routes serve."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kl_sync.emulator.routes import ROUTERS
 from kl_sync.emulator.spec import OPERATION_IDS, SPEC_DIR, BodyValidator, operation
 from tests.emulator import klaviyo_bodies as bodies
 from tests.spec_oracle import request_validator
@@ -128,8 +129,10 @@ def test_every_operation_loads_from_its_slice():
     }
 
 
-def test_the_shipped_spec_folder_holds_one_slice_per_operation():
+def test_the_shipped_spec_slices_are_the_operations_the_routes_serve():
     names = [f"{operation_id}.json" for operation_id in OPERATION_IDS] + ["LICENSE"]
+    served = [operation_id for router in ROUTERS for operation_id in getattr(router, "operation_ids", ())]
+    assert sorted(served) == sorted(OPERATION_IDS)
     assert sorted(p.name for p in SPEC_DIR.iterdir()) == sorted(names)
 
 

@@ -1,0 +1,41 @@
+"""How one emulator behaves: :class:`EmulatorConfig`, the one declaration of its options.
+
+``create_app(data_dir, config)``, ``running_emulator(data_dir, config)`` (or the same fields as
+keywords: ``running_emulator(data_dir, api_keys=("pk_x",), rate_limits="real")``) and the
+``kl-sync emulator`` command (:mod:`.cli`) all build one. A new option (a processing delay for bulk
+events, a ``--latency``) is a field here, its flag in :mod:`.cli`, and the code that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kl_sync.emulator.faults import FaultSpec
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    #: Private API keys accepted (``Authorization: Klaviyo-API-Key <key>``); the first is the one a
+    #: running emulator's handle hands out.
+    api_keys: tuple[str, ...] = ("pk_test",)
+    #: Keys that are known but lack a scope: answered 403 ``permission_denied``.
+    forbidden_keys: tuple[str, ...] = ()
+    #: The account's public key, which the client-side ``/client/*`` operations take as ``company_id``.
+    public_key: str = "PUBKEY"
+    #: ``"real"``: Klaviyo's burst and steady windows per endpoint (:mod:`.limits`); ``"off"``: none.
+    rate_limits: str = "off"
+    #: Every rate window is shortened by this factor (10: a burst window lasts 0.1 s).
+    rate_scale: float = 1.0
+    #: Random faults injected into write requests (:mod:`.faults`); None for none.
+    faults: FaultSpec | None = None
+
+    def __post_init__(self) -> None:
+        # Any iterable of keys will do (a list from the command line); kept as tuples.
+        object.__setattr__(self, "api_keys", tuple(self.api_keys))
+        object.__setattr__(self, "forbidden_keys", tuple(self.forbidden_keys))
+        if self.rate_limits not in ("off", "real"):
+            raise ValueError("rate_limits must be 'off' or 'real'")
+        if self.rate_scale <= 0:
+            raise ValueError("rate_scale must be positive")
+        if not self.api_keys:
+            raise ValueError("the emulator needs at least one accepted API key")

@@ -1,0 +1,119 @@
+"""The account's tables (one SQLite file, WAL) and what a stored profile holds.
+
+A new kind of stored thing (an unsuppression's trail, a bulk job's import errors) is a table here,
+its writes in :mod:`.writes` and its reads in :mod:`.reads`. ``CREATE ... IF NOT EXISTS``: an account
+written by an older emulator opens as it is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+#: Profile identifiers, in the order a profile is looked up by them.
+IDENTIFIER_KINDS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
+#: Identifiers that are also attributes of the profile resource.
+ATTRIBUTE_IDENTIFIERS = ("email", "phone_number", "external_id")
+#: Standard (non-custom) profile attributes kept and returned.
+PROFILE_ATTRIBUTES = (
+    "email",
+    "phone_number",
+    "external_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "locale",
+    "title",
+    "image",
+    "location",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    attributes TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    last_event_date TEXT
+);
+CREATE TABLE IF NOT EXISTS profile_identifiers (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX IF NOT EXISTS profile_identifiers_profile ON profile_identifiers (profile_id);
+CREATE TABLE IF NOT EXISTS metrics (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,  -- 80 random bits; not indexed: nothing looks an event up by id
+    uuid TEXT NOT NULL,
+    metric_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    -- unique_id, or the time to the second when there is none (Klaviyo's default)
+    dedupe_key TEXT NOT NULL,
+    unique_id TEXT,
+    time INTEGER NOT NULL,
+    value REAL,
+    value_currency TEXT,
+    backfill INTEGER NOT NULL,
+    properties TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received TEXT NOT NULL,
+    UNIQUE (profile_id, metric_id, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time, seq);
+CREATE TABLE IF NOT EXISTS suppressions (
+    email_key TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lists (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    opt_in_process TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS list_members (
+    list_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    added TEXT NOT NULL,
+    PRIMARY KEY (list_id, profile_id)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    completed_at TEXT,
+    total_count INTEGER NOT NULL,
+    completed_count INTEGER NOT NULL,
+    failed_count INTEGER NOT NULL,
+    skipped_count INTEGER NOT NULL,
+    list_ids TEXT NOT NULL,
+    profile_ids TEXT NOT NULL
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The account file, created with its tables if new. Autocommit mode: the store begins and ends
+    every transaction itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn

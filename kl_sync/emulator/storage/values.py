@@ -1,0 +1,66 @@
+"""How values are made and kept in the account: ids, times, identifier keys, JSON text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import string
+import time
+from typing import Any, Iterator, Sequence
+
+#: JSON text as stored (compact, UTF-8 kept).
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+_SHORT_ALPHABET = string.ascii_letters + string.digits
+_CROCKFORD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Byte -> one Crockford character (its low 5 bits), so random bytes become id text in C.
+_RANDOM_CHARS = bytes(ord(_CROCKFORD_ALPHABET[b & 31]) for b in range(256))
+
+
+def new_ulid() -> str:
+    """26 Crockford base-32 characters: 10 for the time in ms, 16 random (a ULID, as Klaviyo's
+    profile and job ids are)."""
+    ms = int(time.time() * 1000)
+    stamp = "".join(_CROCKFORD_ALPHABET[(ms >> shift) & 31] for shift in range(45, -5, -5))
+    return stamp + os.urandom(16).translate(_RANDOM_CHARS).decode("ascii")
+
+
+def new_short_id() -> str:
+    """Six letters and digits (Klaviyo's metric and list ids look like this)."""
+    return "".join(secrets.choice(_SHORT_ALPHABET) for _ in range(6))
+
+
+def uuid4_from_hex(hex32: str) -> str:
+    """A version-4 UUID string from 32 random hex digits (uuid.uuid4() is slow in bulk)."""
+    variant = "89ab"[int(hex32[16], 16) & 3]
+    return f"{hex32[:8]}-{hex32[8:12]}-4{hex32[13:16]}-{variant}{hex32[17:20]}-{hex32[20:32]}"
+
+
+def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices of at most ``size``: SQLite takes at most 999 parameters in one statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def placeholders(count: int) -> str:
+    """``?,?,?`` for an ``IN (...)`` of ``count`` values."""
+    return ",".join("?" * count)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def iso_from_epoch(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat()
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def identifier_key(kind: str, value: str) -> str:
+    """E-mail matches case-insensitively; other identifiers as sent."""
+    return value.strip().lower() if kind == "email" else value.strip()

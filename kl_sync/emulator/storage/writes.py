@@ -1,0 +1,206 @@
+"""What a request writes, and the transaction that writes it (:class:`Tx`).
+
+The rules (:mod:`kl_sync.emulator.rules`) turn a body into
+:class:`~kl_sync.emulator.storage.profiles.ProfileWrite` and :class:`EventWrite` records; a route
+applies them in one ``with store.transaction() as tx:``, so a request's whole effect commits at once or
+not at all. A write the account cannot apply (an unknown profile id, an identifier another profile
+holds) raises Klaviyo's error answer (:func:`~kl_sync.emulator.errors.invalid`), which rolls the
+transaction back. A new kind of write (an unsuppression) is one method here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from kl_sync.emulator.storage.profiles import Profiles, ProfileWrite
+from kl_sync.emulator.storage.values import (
+    dumps,
+    identifier_key,
+    iso,
+    iso_from_epoch,
+    new_short_id,
+    new_ulid,
+    utc_now,
+    uuid4_from_hex,
+)
+
+
+@dataclass
+class EventWrite:
+    path: tuple[str | int, ...]
+    profile: ProfileWrite
+    metric: str
+    time: int  # epoch seconds
+    unique_id: str | None
+    value: float | None
+    value_currency: str | None
+    backfill: bool
+    properties: dict[str, Any]
+    source: str  # "server" | "client"
+
+
+class Tx:
+    """One write transaction; the profiles it touches are cached (:attr:`profiles`) and written back
+    once, at :meth:`flush`."""
+
+    def __init__(self, conn: sqlite3.Connection, metric_cache: dict[str, str]):
+        self._conn = conn
+        self._metrics = metric_cache
+        self._new_metrics: dict[str, str] = {}
+        self.now = utc_now()
+        self.now_iso = iso(self.now)
+        self.profiles = Profiles(conn, self.now_iso)
+
+    # profiles ------------------------------------------------------------------------------------
+
+    def upsert_profiles(self, writes: Sequence[ProfileWrite], source: str = "server") -> list[tuple[str, bool]]:
+        """Apply each write in order to its profile, found by id, then e-mail, phone, external id, ...,
+        or created. Returns (profile id, created) per write. Every write the account cannot apply is
+        reported at once, in one error answer."""
+        return self.profiles.upsert(writes, source)
+
+    def upsert_profile(self, write: ProfileWrite, source: str = "server") -> tuple[str, bool]:
+        return self.upsert_profiles([write], source)[0]
+
+    def profile_exists(self, profile_id: str) -> bool:
+        return self.profiles.load(profile_id) is not None
+
+    # metrics and events --------------------------------------------------------------------------
+
+    def metric_id(self, name: str) -> str:
+        """Metrics are created on first use, by name."""
+        found = self._metrics.get(name) or self._new_metrics.get(name)
+        if found is None:
+            row = self._conn.execute("SELECT id FROM metrics WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                found = row[0]
+                self._metrics[name] = found
+            else:
+                found = new_short_id()
+                self._conn.execute(
+                    "INSERT INTO metrics (id, name, created, updated) VALUES (?, ?, ?, ?)",
+                    (found, name, self.now_iso, self.now_iso),
+                )
+                self._new_metrics[name] = found
+        return found
+
+    def add_events(self, events: Sequence[tuple[EventWrite, str]]) -> int:
+        """Insert (event, profile id) pairs; the first per (profile, metric, unique_id) wins and later
+        ones are dropped silently, as Klaviyo does. Returns how many were stored."""
+        rows = []
+        latest: dict[str, int] = {}
+        for event, profile_id in events:
+            metric_id = self.metric_id(event.metric)
+            token = os.urandom(26).hex()
+            rows.append(
+                (
+                    token[:20],
+                    uuid4_from_hex(token[20:]),
+                    metric_id,
+                    profile_id,
+                    event.unique_id if event.unique_id is not None else str(event.time),
+                    event.unique_id,
+                    event.time,
+                    event.value,
+                    event.value_currency,
+                    int(event.backfill),
+                    dumps(event.properties),
+                    event.source,
+                    self.now_iso,
+                )
+            )
+            latest[profile_id] = max(latest.get(profile_id, 0), event.time)
+        before = self._conn.total_changes
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO events (id, uuid, metric_id, profile_id, dedupe_key, unique_id, time, value, "
+            "value_currency, backfill, properties, source, received) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        stored = self._conn.total_changes - before
+        for profile_id, epoch in latest.items():
+            self.profiles.saw_event(profile_id, iso_from_epoch(epoch))
+        return stored
+
+    # lists, suppressions, jobs -------------------------------------------------------------------
+
+    def create_list(self, name: str, opt_in_process: str | None) -> str:
+        list_id = new_short_id()
+        self._conn.execute(
+            "INSERT INTO lists (id, name, opt_in_process, created, updated) VALUES (?, ?, ?, ?, ?)",
+            (list_id, name, opt_in_process or "single_opt_in", self.now_iso, self.now_iso),
+        )
+        return list_id
+
+    def list_exists(self, list_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM lists WHERE id = ?", (list_id,)).fetchone() is not None
+
+    def add_list_members(self, list_id: str, profile_ids: Sequence[str]) -> None:
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO list_members (list_id, profile_id, added) VALUES (?, ?, ?)",
+            [(list_id, pid, self.now_iso) for pid in profile_ids],
+        )
+        self._conn.execute("UPDATE lists SET updated = ? WHERE id = ?", (self.now_iso, list_id))
+
+    def list_member_emails(self, list_id: str) -> list[tuple[str, str]]:
+        """(email, profile id) of a list's members that have an e-mail."""
+        self.flush()
+        rows = self._conn.execute(
+            "SELECT json_extract(p.attributes, '$.email'), p.id FROM list_members m "
+            "JOIN profiles p ON p.id = m.profile_id WHERE m.list_id = ? ORDER BY m.rowid",
+            (list_id,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows if r[0]]
+
+    def suppress(self, email: str, profile_id: str) -> bool:
+        """Suppress an e-mail; False when it already was (the first suppression's time is kept)."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO suppressions (email_key, email, profile_id, reason, time) VALUES (?, ?, ?, ?, ?)",
+            (identifier_key("email", email), email, profile_id, "USER_SUPPRESSED", self.now_iso),
+        )
+        return cursor.rowcount == 1
+
+    def create_job(
+        self,
+        kind: str,
+        *,
+        total: int,
+        completed: int,
+        failed: int = 0,
+        skipped: int = 0,
+        list_ids: Sequence[str] = (),
+        profile_ids: Sequence[str] = (),
+    ) -> str:
+        """A bulk job, already complete: the emulator applies a job while answering its POST."""
+        job_id = new_ulid()
+        self._conn.execute(
+            "INSERT INTO jobs (id, type, status, created_at, completed_at, total_count, completed_count, "
+            "failed_count, skipped_count, list_ids, profile_ids) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                job_id,
+                kind,
+                "complete",
+                self.now_iso,
+                self.now_iso,
+                total,
+                completed,
+                failed,
+                skipped,
+                json.dumps(list(list_ids)),
+                json.dumps(list(profile_ids)),
+            ),
+        )
+        return job_id
+
+    # commit --------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write changed profiles and identifiers back (once per transaction, however many events
+        touched them)."""
+        self.profiles.flush()
+
+    def committed(self) -> None:
+        self._metrics.update(self._new_metrics)
