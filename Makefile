@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-lock
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test bench lock clean
+.PHONY: install demo test bench lock clean report
 
 # The venv is installed from uv.lock (reproducible); uv itself is bootstrapped with pip.
 $(STAMP): pyproject.toml uv.lock
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The notebooks run headless, as HTML under the store's analysis folder (the demo's: .kl_sync/demo/analysis/).
+report: $(STAMP)
+	$(BIN)/python -m kl_sync.analysis.report
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

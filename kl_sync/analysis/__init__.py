@@ -1,21 +1,58 @@
-"""The analysts' library: loaders, duplicate twins, missed-signup rulesets, list pushes. The notebooks
-in ``notebooks/`` only call these and plot."""
+"""The analysts' library: settings and connection, loaders, duplicate twins, missed-signup rulesets,
+Klaviyo against the store, figures, list pushes. The notebooks in ``notebooks/`` only call these."""
 
-from kl_sync.analysis.duplicates import DEFAULT_PAIRS, DEFAULT_WINDOW, DuplicateReport, find_duplicates
-from kl_sync.analysis.loaders import find_repo_root, load_customers, load_events, resolve_store_url
+from kl_sync.analysis.drift import ProfileDrift, compare_profiles, drift_sentences
+from kl_sync.analysis.duplicates import (
+    DEFAULT_PAIRS,
+    DEFAULT_WINDOW,
+    DuplicateReport,
+    dedupe_check,
+    dedupe_sentences,
+    delay_sentences,
+    find_duplicates,
+    twin_sentences,
+)
+from kl_sync.analysis.figures import (
+    plot_signup_funnel,
+    plot_stale_fields,
+    plot_stalled,
+    plot_twin_delays,
+    plot_twin_shares,
+    plot_twins_by_month,
+)
+from kl_sync.analysis.loaders import load_customers, load_events, load_profiles
 from kl_sync.analysis.missed import (
     DEFAULT_RULES,
     INCOMPLETE_SIGNUP,
     NEVER_COMPLETED,
     START_METRICS,
     Rule,
+    SignupFunnel,
+    add_klaviyo_view,
     build_signup_profiles,
     came_back_later,
     find_missed_signups,
-    signup_funnel_by_week,
+    funnel_sentences,
+    in_window,
+    notebook_rules,
+    rule_table,
+    signup_funnel,
     stalled_more_than,
+    stalled_sentences,
+    stalled_table,
 )
-from kl_sync.analysis.push import ListPush, plan_list_push, push_to_list
+from kl_sync.analysis.notebook import (
+    NotebookSettings,
+    NotebookStop,
+    as_of_time,
+    connect_klaviyo,
+    describe_window,
+    find_repo_root,
+    notebook_settings,
+    resolve_since,
+    resolve_store_url,
+)
+from kl_sync.analysis.push import WIN_BACK_LIST, ListPush, WinBackPlan, plan_list_push, plan_win_back, push_to_list, push_win_back
 
 __all__ = [
     "DEFAULT_PAIRS",
@@ -24,19 +61,52 @@ __all__ = [
     "INCOMPLETE_SIGNUP",
     "NEVER_COMPLETED",
     "START_METRICS",
+    "WIN_BACK_LIST",
     "DuplicateReport",
     "ListPush",
+    "NotebookSettings",
+    "NotebookStop",
+    "ProfileDrift",
     "Rule",
+    "SignupFunnel",
+    "WinBackPlan",
+    "add_klaviyo_view",
+    "as_of_time",
     "build_signup_profiles",
     "came_back_later",
+    "compare_profiles",
+    "connect_klaviyo",
+    "dedupe_check",
+    "dedupe_sentences",
+    "delay_sentences",
+    "describe_window",
+    "drift_sentences",
     "find_duplicates",
     "find_missed_signups",
     "find_repo_root",
+    "funnel_sentences",
+    "in_window",
     "load_customers",
     "load_events",
+    "load_profiles",
+    "notebook_rules",
+    "notebook_settings",
     "plan_list_push",
+    "plan_win_back",
+    "plot_signup_funnel",
+    "plot_stale_fields",
+    "plot_stalled",
+    "plot_twin_delays",
+    "plot_twin_shares",
+    "plot_twins_by_month",
     "push_to_list",
+    "push_win_back",
+    "resolve_since",
     "resolve_store_url",
-    "signup_funnel_by_week",
+    "rule_table",
+    "signup_funnel",
     "stalled_more_than",
+    "stalled_sentences",
+    "stalled_table",
+    "twin_sentences",
 ]

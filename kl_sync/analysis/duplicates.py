@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from kl_sync.analysis.text import count, pct, verb
+
 DEFAULT_PAIRS: Mapping[str, str] = {"started.signup": "Started Checkout", "cancelled": "Cancelled Account"}
 DEFAULT_WINDOW = dt.timedelta(minutes=10)
 
@@ -32,6 +34,8 @@ PAIR_COLUMNS = [
     "server_time",
     "browser_time",
     "week",
+    "server_unique_id",
+    "browser_unique_id",
 ]
 #: The columns of ``duplicates.csv``.
 CSV_COLUMNS = ["server_event_id", "browser_event_id", "email", "metric_pair", "delay_seconds"]
@@ -75,6 +79,9 @@ class DuplicateReport:
     #: Per metric pair and ISO week (of the server event, or of the lone event): ``week``,
     #: ``week_start`` and RATE_COLUMNS.
     weekly: pd.DataFrame
+    #: Per metric pair and calendar month (UTC), every month of the span, empty ones with 0 events
+    #: and no rate: ``month`` (a Period) and RATE_COLUMNS.
+    monthly: pd.DataFrame
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the pairs as ``duplicates.csv`` (CSV_COLUMNS)."""
@@ -94,6 +101,7 @@ def _prepared(events: pd.DataFrame) -> pd.DataFrame:
     profile = frame["profile_id"].astype("string") if "profile_id" in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
     frame["_key"] = ("profile:" + profile).fillna("email:" + email)
     frame["_email"] = email
+    frame["_unique_id"] = frame["unique_id"].astype("string") if "unique_id" in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
     return frame[frame["_key"].notna()]
 
 
@@ -149,8 +157,8 @@ def find_duplicates(
     browser = frame[frame["metric"].isin(list(pairs.values()))].copy()
     browser["metric_pair"] = browser["metric"].map(browser_pair)
 
-    candidates = server[["id", "_key", "_email", "browser_metric", "metric_pair", "datetime"]].merge(
-        browser[["id", "_key", "_email", "metric", "datetime"]],
+    candidates = server[["id", "_key", "_email", "_unique_id", "browser_metric", "metric_pair", "datetime"]].merge(
+        browser[["id", "_key", "_email", "_unique_id", "metric", "datetime"]],
         left_on=["_key", "browser_metric"],
         right_on=["_key", "metric"],
         suffixes=("_server", "_browser"),
@@ -170,6 +178,8 @@ def find_duplicates(
             "delay_seconds": chosen["delay"].dt.total_seconds().to_numpy(dtype=float),
             "server_time": chosen["datetime_server"].to_numpy(),
             "browser_time": chosen["datetime_browser"].to_numpy(),
+            "server_unique_id": chosen["_unique_id_server"].to_numpy(),
+            "browser_unique_id": chosen["_unique_id_browser"].to_numpy(),
         }
     )
     twins["server_time"] = pd.to_datetime(twins["server_time"], utc=True)
@@ -200,4 +210,109 @@ def find_duplicates(
         rates[column] = rates[column].fillna(0).astype(int)
     weekly = _rate_table(outcomes, ["metric_pair", "week", "week_start"])
     weekly = weekly.sort_values(["metric_pair", "week"]).reset_index(drop=True)
-    return DuplicateReport(twins, server_only, browser_only, rates, weekly)
+    return DuplicateReport(twins, server_only, browser_only, rates, weekly, _monthly(outcomes, list(all_pairs["metric_pair"])))
+
+
+def _monthly(outcomes: pd.DataFrame, metric_pairs: list[str]) -> pd.DataFrame:
+    """RATE_COLUMNS per metric pair and month, over every month from the first event to the last."""
+    columns = ["metric_pair", "month", *RATE_COLUMNS]
+    if outcomes.empty:
+        return pd.DataFrame(columns=columns)
+    outcomes = outcomes.assign(month=outcomes["time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("M"))
+    months = pd.period_range(outcomes["month"].min(), outcomes["month"].max(), freq="M")
+    grid = pd.MultiIndex.from_product([metric_pairs, months], names=["metric_pair", "month"]).to_frame(index=False)
+    table = grid.merge(_rate_table(outcomes, ["metric_pair", "month"]), on=["metric_pair", "month"], how="left")
+    for column in ("server_events", "browser_events", "pairs", "server_only", "browser_only"):
+        table[column] = table[column].fillna(0).astype(int)
+    return table[columns]
+
+
+#: The server's ``unique_id`` for a log event: the outbox key of the store's log row.
+SERVER_UNIQUE_ID = "log:<id of the store's system_log row>"
+
+
+def _same(left: pd.Series, right: pd.Series) -> pd.Series:
+    return (left.astype("string") == right.astype("string")).fillna(False).astype(bool)
+
+
+def dedupe_check(report: DuplicateReport, pairs: Mapping[str, str] = DEFAULT_PAIRS) -> pd.DataFrame:
+    """Per metric pair: do the twins carry the same ``unique_id``, and what would each side have to
+    send for Klaviyo to keep one event of each pair.
+
+    Klaviyo keeps one event per profile, metric and ``unique_id``: twins collapse only when both
+    sides send the same metric name AND the same ``unique_id`` (a pair that did is not in the
+    account to be found: only its first event is). A browser ``$event_id`` property is not a
+    ``unique_id``: walkerOS #709 measured that it does not dedupe against a server one.
+    Columns: ``metric_pair``, ``pairs``, ``same_metric``, ``same_unique_id`` (pairs whose ids are
+    equal), an example of what each side sends today, and what each would have to send.
+    """
+    rows = []
+    for server_metric, browser_metric in pairs.items():
+        name = metric_pair_name(server_metric, browser_metric)
+        twins = report.pairs[report.pairs["metric_pair"] == name]
+        example = twins.iloc[0] if len(twins) else None
+        server_id = str(example["server_unique_id"]) if example is not None else SERVER_UNIQUE_ID
+        browser_id = example["browser_unique_id"] if example is not None else None
+        rows.append({
+            "metric_pair": name,
+            "pairs": len(twins),
+            "same_metric": server_metric == browser_metric,
+            "same_unique_id": int(_same(twins["server_unique_id"], twins["browser_unique_id"]).sum()),
+            "server_sends": f"{server_metric} with unique_id {server_id}",
+            "browser_sends": (f"{browser_metric} with unique_id {browser_id}" if pd.notna(browser_id)
+                              else f"{browser_metric} without a unique_id (Klaviyo uses the time)"),
+            "server_should_send": f"{browser_metric} with unique_id {server_id} (KL_SYNC_LOG_METRICS: {server_metric} -> {browser_metric})",
+            "browser_should_send": f"{browser_metric} with unique_id {server_id} (the log row the page's form created)",
+        })
+    return pd.DataFrame(rows)
+
+
+def twin_sentences(report: DuplicateReport) -> list[str]:
+    """Per metric pair, how many server events have a browser twin and how many are alone."""
+    sentences = []
+    for row in report.rates.itertuples():
+        server_metric, browser_metric = row.metric_pair.split(" / ", 1)
+        if not row.server_events and not row.browser_events:
+            sentences.append(f"No {server_metric} or {browser_metric} events.")
+            continue
+        sentences.append(
+            f"{row.pairs} of {count(row.server_events, server_metric + ' event')} ({pct(row.pairs, row.server_events)}) "
+            f"{verb(row.pairs, 'has', 'have')} a {browser_metric} twin from the browser; {row.server_only} "
+            f"{verb(row.server_only, 'has', 'have')} none (the browser did not track {verb(row.server_only, 'it', 'them')}), and "
+            f"{count(row.browser_only, browser_metric + ' event')} {verb(row.browser_only, 'has', 'have')} no server twin "
+            f"(the store's log missed {verb(row.browser_only, 'it', 'them')})."
+        )
+    return sentences
+
+
+def dedupe_sentences(check: pd.DataFrame) -> list[str]:
+    """Why Klaviyo keeps both events of each pair, and the fix."""
+    pairs = int(check["pairs"].sum())
+    if not pairs:
+        return ["No twin pairs: nothing for Klaviyo to deduplicate."]
+    same_id = int(check["same_unique_id"].sum())
+    same_metric = int(check.loc[check["same_metric"], "pairs"].sum())
+    sentences = [
+        f"{same_id} of the {count(pairs, 'twin pair')} {verb(same_id, 'carries', 'carry')} the same unique_id on both sides, "
+        f"and {same_metric} the same metric; Klaviyo deduplicates only events of one metric with one unique_id, so it keeps "
+        f"both events of every pair: {count(pairs, 'duplicate')} in the account."
+    ]
+    sentences.append(
+        "For Klaviyo to keep one event of each pair, both sides must send the same metric name with the same unique_id: "
+        f"the server keeps its {SERVER_UNIQUE_ID} under the browser's metric name, and the page after the form prints that "
+        "id for the snippet to send as the event's unique_id (not as a $event_id property)."
+    )
+    return sentences
+
+
+def delay_sentences(report: DuplicateReport) -> list[str]:
+    """How long after the server's time the browser's twin came."""
+    if report.pairs.empty:
+        return ["No twins, so no delays."]
+    delays = report.pairs["delay_seconds"]
+    early = int((delays < 0).sum())
+    median = delays.median()
+    text = (f"The browser's twin came a median {abs(median):.0f} s {'after' if median >= 0 else 'before'} the server's time; "
+            "95% of twins within "
+            f"{delays.abs().quantile(0.95):.0f} s of it, the slowest {delays.abs().max():.0f} s apart.")
+    return [text + (f" {early} came before the server's time." if early else "")]

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kl_sync.analysis.duplicates import CSV_COLUMNS, DEFAULT_PAIRS, find_duplicates
+from kl_sync.analysis.duplicates import (
+    CSV_COLUMNS,
+    DEFAULT_PAIRS,
+    dedupe_check,
+    dedupe_sentences,
+    delay_sentences,
+    find_duplicates,
+    twin_sentences,
+)
 
 T0 = pd.Timestamp("2026-03-02 10:00:00", tz="UTC")  # a Monday, ISO week 2026-W10
 
@@ -188,3 +196,68 @@ def test_vectorised_matching_equals_the_one_by_one_greedy(raw):
     lonely = set(report.server_only["id"]) | set(report.browser_only["id"])
     assert paired.isdisjoint(lonely) and len(paired) == 2 * len(report.pairs)
     assert paired | lonely == set(events["id"])
+
+
+def with_ids(*rows: dict) -> pd.DataFrame:
+    """Events with the unique_id each side sends: ``log:<n>`` from the server, ``<customer>_<unix>`` from the browser."""
+    events = frame(*rows)
+    events["unique_id"] = [f"log:{i}" if metric in DEFAULT_PAIRS else f"{i}_1772445600" for i, metric in enumerate(events["metric"])]
+    return events
+
+
+def test_pairs_carry_both_sides_unique_ids_and_the_check_says_klaviyo_keeps_both():
+    report = find_duplicates(with_ids(
+        event("s1", "started.signup", "p1", 0), event("b1", "Started Checkout", "p1", 20),
+        event("s2", "cancelled", "p1", 86400), event("b2", "Cancelled Account", "p1", 86430),
+    ))
+
+    assert report.pairs[["server_unique_id", "browser_unique_id"]].values.tolist() == [["log:0", "1_1772445600"], ["log:2", "3_1772445600"]]
+    check = dedupe_check(report)
+    assert check[["metric_pair", "pairs", "same_metric", "same_unique_id"]].to_dict("records") == [
+        {"metric_pair": "started.signup / Started Checkout", "pairs": 1, "same_metric": False, "same_unique_id": 0},
+        {"metric_pair": "cancelled / Cancelled Account", "pairs": 1, "same_metric": False, "same_unique_id": 0},
+    ]
+    row = check.iloc[0]
+    assert row["server_sends"] == "started.signup with unique_id log:0"
+    assert row["browser_sends"] == "Started Checkout with unique_id 1_1772445600"
+    assert row["browser_should_send"].startswith("Started Checkout with unique_id log:0")
+    assert row["server_should_send"].startswith("Started Checkout with unique_id log:0 (KL_SYNC_LOG_METRICS: started.signup -> Started Checkout)")
+    sentences = dedupe_sentences(check)
+    assert sentences[0] == ("0 of the 2 twin pairs carry the same unique_id on both sides, and 0 the same metric; Klaviyo deduplicates "
+                            "only events of one metric with one unique_id, so it keeps both events of every pair: 2 duplicates in the account.")
+    assert "not as a $event_id property" in sentences[1]
+
+
+def test_the_check_counts_equal_ids_and_names_a_browser_event_without_one():
+    events = with_ids(event("s1", "started.signup", "p1", 0), event("b1", "Started Checkout", "p1", 5),
+                      event("s2", "cancelled", "p2", 0), event("b2", "Cancelled Account", "p2", 5))
+    events.loc[1, "unique_id"] = "log:0"  # a browser that already sends the server's id, under its own metric
+    events.loc[3, "unique_id"] = None
+
+    check = dedupe_check(find_duplicates(events)).set_index("metric_pair")
+
+    assert check.loc["started.signup / Started Checkout", "same_unique_id"] == 1
+    assert check.loc["cancelled / Cancelled Account", "browser_sends"] == "Cancelled Account without a unique_id (Klaviyo uses the time)"
+    assert dedupe_sentences(check.reset_index())[0].startswith("1 of the 2 twin pairs carries the same unique_id")
+
+
+def test_twin_and_delay_sentences():
+    report = find_duplicates(frame(
+        event("s1", "started.signup", "p1", 0), event("b1", "Started Checkout", "p1", 10),
+        event("s2", "started.signup", "p2", 0), event("b2", "Started Checkout", "p2", -30),
+        event("s3", "started.signup", "p3", 0),
+        event("b4", "Started Checkout", "p4", 0), event("b5", "Started Checkout", "p5", 0),
+    ))
+
+    assert twin_sentences(report) == [
+        "2 of 3 started.signup events (67%) have a Started Checkout twin from the browser; 1 has none (the browser did not "
+        "track it), and 2 Started Checkout events have no server twin (the store's log missed them).",
+        "No cancelled or Cancelled Account events.",
+    ]
+    assert delay_sentences(report) == [
+        "The browser's twin came a median 10 s before the server's time; 95% of twins within 29 s of it, the slowest 30 s apart. "
+        "1 came before the server's time."
+    ]
+    assert delay_sentences(find_duplicates(frame(event("s1", "started.signup", "p1", 0)))) == ["No twins, so no delays."]
+    nothing = find_duplicates(pd.DataFrame(columns=["id", "metric", "profile_id", "email", "datetime"]))
+    assert dedupe_sentences(dedupe_check(nothing)) == ["No twin pairs: nothing for Klaviyo to deduplicate."]

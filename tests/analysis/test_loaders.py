@@ -22,6 +22,13 @@ def test_customers_load_from_a_store_url(tmp_path):
     assert pd.api.types.is_datetime64_any_dtype(frame["created_at"])
 
 
+def test_a_relative_sqlite_store_is_relative_to_the_repository_root(tmp_path):
+    (tmp_path / "shop").mkdir()
+    build_store(tmp_path / "shop" / "store.db").dispose()
+
+    assert len(load_customers("sqlite:///shop/store.db", tmp_path)) == len(EMAILS)
+
+
 def test_demo_paths_resolve_against_the_repo_root_from_the_notebooks_folder():
     root = find_repo_root(REPO / "notebooks")
 
