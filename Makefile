@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-lock
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test bench lock clean report
+.PHONY: install notebook-guard demo test bench lock clean report
 
 # The venv is installed from uv.lock (reproducible); uv itself is bootstrapped with pip.
 $(STAMP): pyproject.toml uv.lock
@@ -14,16 +14,21 @@ $(STAMP): pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --extra dev --inexact --quiet
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) notebook-guard
+
+# No notebook outputs (customer data) in git: a clean filter in this repository's git config, and a
+# pre-save hook in the environment's Jupyter (kl_sync/analysis/strip.py says how each is found).
+notebook-guard: $(STAMP)
+	$(BIN)/python kl_sync/analysis/strip.py install
 
 demo: $(STAMP)
 	$(BIN)/kl-sync demo
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest
 
 # The notebooks run headless, as HTML under the store's analysis folder (the demo's: .kl_sync/demo/analysis/).
-report: $(STAMP)
+report: install
 	$(BIN)/python -m kl_sync.analysis.report
 
 bench: $(STAMP)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -42,10 +44,9 @@ from kl_sync.analysis.report import execute_notebook, klaviyo_for_report, write_
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.lists import find_list
 from kl_sync.settings import EMULATOR_PORT
-from tests.analysis.test_notebook_settings import free_port
+from tests.analysis.jupyter import REPO, free_port, git, scratch_repo
 from tests.analysis.planted import EMAILS, NOW, STRANGER, WIN_BACK, PlantedWorld, planted_world
 
-REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 #: The planted people who started in the last 90 days and match the notebook's rules (one row each).
 MISSED_90_DAYS = {EMAILS[2], EMAILS[3], EMAILS[4], EMAILS[5], EMAILS[6], EMAILS[7], EMAILS[9], STRANGER}
@@ -212,6 +213,23 @@ def test_missed_signups_notebook_pushes_only_who_may_be_emailed(settings_point_a
     figures = [output["data"] for cell in notebook.cells for output in cell.get("outputs", [])
                if "".join(output.get("data", {}).get("text/plain", "")).startswith("<Figure")]
     assert len(figures) == 2 and all("image/png" in data for data in figures)  # drawn, not printed
+
+
+def test_a_notebook_run_on_its_defaults_then_saved_from_jupyterlab_keeps_git_clean(settings_point_at_the_world, jupyter):
+    world = settings_point_at_the_world
+    repo = scratch_repo(jupyter.root_dir / "after-a-run", ["missed_signups.ipynb"])
+
+    notebook = execute_notebook(NOTEBOOK_DIR / "missed_signups.ipynb")  # as a person runs it: nothing injected
+    executed = json.loads(nbformat.writes(notebook))
+    assert EMAILS[2] in json.dumps(executed)
+    jupyter.save(repo / "notebooks" / "missed_signups.ipynb", executed)
+
+    on_disk = (repo / "notebooks" / "missed_signups.ipynb").read_text(encoding="utf-8")
+    assert EMAILS[2] not in on_disk
+    assert on_disk == (NOTEBOOK_DIR / "missed_signups.ipynb").read_text(encoding="utf-8")
+    assert git(repo, "status", "--porcelain") == ""
+    # Its CSV went to the store's analysis folder (beside the planted store), not into the repository.
+    assert (Path(world.store_url.removeprefix("sqlite:///")).parent / "analysis" / "missed_signups.csv").is_file()
 
 
 def test_duplicate_notebook_writes_its_csv_and_says_what_to_do(settings_point_at_the_world, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from kl_sync.analysis.notebook import (
 )
 from kl_sync.emulator import running_emulator
 from kl_sync.settings import DEFAULT_STORE_URL, EMULATOR_KEY, EMULATOR_PORT
+from tests.analysis.jupyter import free_port
 
 SETTINGS = ("KLAVIYO_BASE_URL", "KLAVIYO_API_KEY", "KL_SYNC_STORE_URL", "KL_SYNC_STORE_TIMEZONE")
 
@@ -79,12 +79,6 @@ def test_a_url_without_a_key_stops_at_the_first_klaviyo_call(clean_env, monkeypa
         connect_klaviyo(settings.klaviyo_base_url, settings.klaviyo_api_key)
 
     assert str(stop.value).startswith("KLAVIYO_API_KEY: not set, and KLAVIYO_BASE_URL points at http://127.0.0.1:9999")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_nothing_answering_is_one_line_saying_what_to_start_after_one_attempt():

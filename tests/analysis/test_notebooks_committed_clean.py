@@ -1,5 +1,5 @@
-"""Committed notebooks carry no outputs and no execution counts, and have one ``parameters`` cell that
-defaults to kl-sync's settings."""
+"""Committed notebooks carry no outputs and no execution counts, are in the guard's normal form (so a
+save after a run changes nothing), and have one ``parameters`` cell that defaults to kl-sync's settings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from kl_sync.analysis.strip import strip_text
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -27,6 +29,8 @@ def test_notebook_is_stripped_and_parameterised(path: Path):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
     ]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; strip them before committing"
+    text = path.read_text(encoding="utf-8")
+    assert strip_text(text) == text, f"{path.name}: not in the normal form (python3 kl_sync/analysis/strip.py < it)"
     assert all(cell.get("id") for cell in notebook.cells), "cells keep stable ids, or Jupyter adds random ones on save"
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code", f"{path.name}: needs exactly one code cell tagged 'parameters'"
