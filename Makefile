@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-lock
 UV_VERSION := 0.13.9
 
-.PHONY: install notebook-guard demo test bench lock clean report
+.PHONY: install notebook-guard demo test bench lock clean report lab
 
 # The venv is installed from uv.lock (reproducible); uv itself is bootstrapped with pip.
 $(STAMP): pyproject.toml uv.lock
@@ -30,6 +30,10 @@ test: install
 # The notebooks run headless, as HTML under the store's analysis folder (the demo's: .kl_sync/demo/analysis/).
 report: install
 	$(BIN)/python -m kl_sync.analysis.report
+
+# JupyterLab on the notebooks (it refuses to run as root unless told it may).
+lab: install
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
