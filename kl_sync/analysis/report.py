@@ -30,9 +30,12 @@ NOTEBOOKS = ("missed_signups.ipynb", "duplicate_analysis.ipynb", "klaviyo_vs_sto
 CELL_TIMEOUT = 600
 
 
-def execute_notebook(path: Path, parameters: Mapping[str, Any] | None = None, *, timeout: int = CELL_TIMEOUT) -> Any:
+def execute_notebook(
+    path: Path, parameters: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None, timeout: int = CELL_TIMEOUT
+) -> Any:
     """Run the notebook at ``path`` in its folder and return it with its outputs (the file is not
-    changed). ``parameters`` go in a cell after the one tagged ``parameters``, as papermill does."""
+    changed). ``parameters`` go in a cell after the one tagged ``parameters``, as papermill does;
+    ``env`` is added to the kernel's environment, where the notebook reads its settings."""
     notebook = nbformat.read(path, as_version=4)
     if parameters:
         [index] = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
@@ -41,7 +44,7 @@ def execute_notebook(path: Path, parameters: Mapping[str, Any] | None = None, *,
         notebook.cells.insert(index + 1, injected)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     try:
-        client.execute()
+        client.execute(**({"env": {**os.environ, **env}} if env else {}))
     except CellExecutionError as exc:
         # The failing cell's one line (a NotebookStop is one line already), not the whole traceback.
         raise NotebookStop(f"{path.name}: {exc.ename}: {exc.evalue}" if exc.ename != "NotebookStop" else f"{path.name}: {exc.evalue}") from None
@@ -57,23 +60,11 @@ def to_html(notebook: Any) -> str:
     return body
 
 
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` meanwhile: the notebooks' kernels inherit it and read their settings from it."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def write_report(root: Path, names: Sequence[str] = NOTEBOOKS, output_dir: Path | None = None) -> list[Path]:
-    """Execute ``notebooks/<name>`` for each name and write ``<output_dir>/<stem>.html``; the HTML paths."""
+def write_report(
+    root: Path, names: Sequence[str] = NOTEBOOKS, output_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Execute ``notebooks/<name>`` for each name (``env`` added to the kernels' environment) and write
+    ``<output_dir>/<stem>.html``; the HTML paths."""
     output = output_dir or root / notebook_settings(root).output_dir
     output.mkdir(parents=True, exist_ok=True)
     written = []
@@ -82,7 +73,7 @@ def write_report(root: Path, names: Sequence[str] = NOTEBOOKS, output_dir: Path 
         if not path.is_file():
             raise NotebookStop(f"no notebook {path}")
         page = output / f"{path.stem}.html"
-        page.write_text(to_html(execute_notebook(path)), encoding="utf-8")
+        page.write_text(to_html(execute_notebook(path, env=env)), encoding="utf-8")
         written.append(page)
     return written
 
@@ -111,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = find_repo_root()
     os.chdir(root)  # kl-sync's relative defaults (.kl_sync/...) are relative to the repository's root
     try:
-        with klaviyo_for_report(root) as env, environment(env):
-            for page in write_report(root, names):
+        with klaviyo_for_report(root) as env:
+            for page in write_report(root, names, env=env):
                 print(f"make report: wrote {page.relative_to(root) if page.is_relative_to(root) else page}")
     except NotebookStop as exc:
         print(f"make report: {exc}", file=sys.stderr)

@@ -243,8 +243,11 @@ def test_duplicate_notebook_writes_its_csv_and_says_what_to_do(settings_point_at
     assert "0 of the 10 twin pairs carry the same unique_id on both sides" in shown
 
 
-def test_klaviyo_vs_store_notebook_lists_the_stale_profiles(settings_point_at_the_world, tmp_path):
-    execute_notebook(NOTEBOOK_DIR / "klaviyo_vs_store.ipynb", {"output_dir": str(tmp_path)})
+def test_klaviyo_vs_store_notebook_lists_the_stale_profiles(world, tmp_path):
+    """Its settings given as the kernel's environment (as make report gives them), not this process's."""
+    env = {"KLAVIYO_BASE_URL": world.base_url, "KLAVIYO_API_KEY": world.api_key, "KL_SYNC_STORE_URL": world.store_url}
+
+    execute_notebook(NOTEBOOK_DIR / "klaviyo_vs_store.ipynb", {"output_dir": str(tmp_path)}, env=env)
 
     written = pd.read_csv(tmp_path / "stale_profiles.csv")
     assert set(written["email"]) == {EMAILS[3], EMAILS[10]}
