@@ -21,7 +21,7 @@ The normal form: code cells without outputs and execution counts; cell metadata 
 (sorted keys, one-space indent, source split into lines, a final newline), so a notebook saved by
 Jupyter after a run is the very file that was committed.
 
-This module uses the standard library only: git runs it as ``python3 kl_sync/analysis/strip.py``
+This module uses the standard library only: git runs it as ``python3 -I kl_sync/analysis/strip.py``
 from the top of the work tree, with or without the project's environment.
 """
 
@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 FILTER_NAME = "kl-sync-notebook"
-#: What git runs to clean a notebook (from the top of the work tree, as git runs filters).
-FILTER_COMMAND = "python3 kl_sync/analysis/strip.py"
+#: What git runs to clean a notebook (from the top of the work tree, as git runs filters). Isolated (-I):
+#: PYTHONPATH is ignored and this script's folder is not put first on the import path.
+FILTER_COMMAND = "python3 -I kl_sync/analysis/strip.py"
 #: The Jupyter config fragment ``make install`` writes into the environment.
 JUPYTER_CONFIG_NAME = "kl-sync-strip-outputs.json"
 JUPYTER_CONFIG = {"ServerApp": {"jpserver_extensions": {"kl_sync.analysis.strip": True}}}
