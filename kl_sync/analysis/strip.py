@@ -106,7 +106,12 @@ def install(repo: Path, prefix: Path) -> list[str]:
     import subprocess
 
     done = []
-    for key, value in ((f"filter.{FILTER_NAME}.clean", FILTER_COMMAND), (f"filter.{FILTER_NAME}.required", "true")):
+    # Required, so a clean that fails stops git instead of letting the file through unfiltered; and a
+    # required filter needs a smudge too, or every checkout of a notebook fails: committed notebooks
+    # are clean already, so checking out passes them through.
+    settings = ((f"filter.{FILTER_NAME}.clean", FILTER_COMMAND), (f"filter.{FILTER_NAME}.smudge", "cat"),
+                (f"filter.{FILTER_NAME}.required", "true"))
+    for key, value in settings:
         subprocess.run(["git", "-C", str(repo), "config", key, value], check=True)
     done.append(f"git filter {FILTER_NAME}: {FILTER_COMMAND} (for *.ipynb, see .gitattributes)")
     folder = prefix / "etc" / "jupyter" / "jupyter_server_config.d"

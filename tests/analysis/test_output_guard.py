@@ -82,6 +82,7 @@ def test_make_install_set_up_this_checkout():
     """The filter in this repository's git config and the hook in this environment's Jupyter config."""
     assert git(REPO, "config", "--get", f"filter.{FILTER_NAME}.clean").strip() == FILTER_COMMAND, "run `make install`"
     assert git(REPO, "config", "--get", f"filter.{FILTER_NAME}.required").strip() == "true", "run `make install`"
+    assert git(REPO, "config", "--get", f"filter.{FILTER_NAME}.smudge").strip() == "cat", "run `make install`"
     assert git(REPO, "check-attr", "filter", "notebooks/missed_signups.ipynb").strip().endswith(f"filter: {FILTER_NAME}")
     config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / JUPYTER_CONFIG_NAME
     assert config.is_file(), "run `make install`"
@@ -112,6 +113,12 @@ def test_git_diffs_and_stages_no_outputs_whatever_wrote_them(tmp_path):
     committed = git(repo, "show", f"HEAD:notebooks/{NOTEBOOKS[0].name}")
     assert SECRET not in committed and "# A new title" in committed
     assert committed == dumps(strip_notebook(edited))
+
+    # Checking out goes through the filter too (a required one needs its smudge): back and forth.
+    git(repo, "checkout", "--quiet", "HEAD~1")
+    assert (repo / "notebooks" / NOTEBOOKS[0].name).read_text(encoding="utf-8") == NOTEBOOKS[0].read_text(encoding="utf-8")
+    git(repo, "checkout", "--quiet", "-")
+    assert git(repo, "status", "--porcelain") == ""
 
 
 def test_saving_an_executed_notebook_in_jupyterlab_writes_no_outputs_and_leaves_git_clean(jupyter):
