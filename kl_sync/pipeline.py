@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from kl_sync.constants import KLAVIYO_BASE_URL
 from kl_sync.db import make_engine
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, Settings, SettingsError
 from kl_sync.state import store as state_store
@@ -28,7 +29,6 @@ from kl_sync.steps.send import pending_count, preview_outbox, quality_validator,
 from kl_sync.steps.suppress import suppress_touched
 
 STEPS = ("parse", "orders", "suppress", "send")
-DEFAULT_BASE_URL = "https://a.klaviyo.com"
 
 
 def parse_steps(text: str | Sequence[str] | None) -> list[str]:
@@ -303,7 +303,7 @@ def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: A
         with client:
             yield client
         return
-    if settings.klaviyo_base_url != DEFAULT_BASE_URL:
+    if settings.klaviyo_base_url != KLAVIYO_BASE_URL:
         raise SettingsError(f"KLAVIYO_API_KEY: not set, and KLAVIYO_BASE_URL points at {settings.klaviyo_base_url}")
     from kl_sync.emulator import running_emulator
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
+
 #: Where kl-sync keeps its own files when nothing says otherwise (relative to the working directory).
 HOME_DIR = Path(".kl_sync")
 DEMO_DIR = HOME_DIR / "demo"
@@ -64,10 +66,10 @@ class Settings(BaseSettings):
         None, validation_alias=_env_names("klaviyo_api_key", "KLAVIYO_API_KEY")
     )
     klaviyo_base_url: str = Field(
-        "https://a.klaviyo.com", validation_alias=_env_names("klaviyo_base_url", "KLAVIYO_BASE_URL")
+        KLAVIYO_BASE_URL, validation_alias=_env_names("klaviyo_base_url", "KLAVIYO_BASE_URL")
     )
     klaviyo_revision: str = Field(
-        "2026-07-15", validation_alias=_env_names("klaviyo_revision", "KLAVIYO_REVISION")
+        KLAVIYO_REVISION, validation_alias=_env_names("klaviyo_revision", "KLAVIYO_REVISION")
     )
     store_timezone: str = Field("UTC", validation_alias=_env_names("store_timezone", "KL_SYNC_STORE_TIMEZONE"))
     #: Log type -> Klaviyo metric name; its keys are the tracked types.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from kl_sync.analysis.text import count, pct, verb
-from kl_sync.steps.common import normalize_email
+from kl_sync.normalize import normalize_email
 
 #: Klaviyo profile property -> store column.
 COMPARED = {"Status": "status", "Schedule": "schedule", "Box": "box"}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from kl_sync.analysis.text import count, pct, verb
-from kl_sync.steps.common import clean_name, normalize_email
+from kl_sync.normalize import clean_name, normalize_email
 
 START_METRICS = ("started.signup", "Started Checkout")
 

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from kl_sync.klaviyo.client import DEFAULT_BASE_URL, KlaviyoClient, RequestRecord
+from kl_sync.constants import KLAVIYO_BASE_URL
+from kl_sync.klaviyo.client import KlaviyoClient, RequestRecord
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 from kl_sync.settings import EMULATOR_KEY, EMULATOR_PORT, HOME_DIR, SettingsError, load_settings
@@ -97,7 +98,7 @@ def notebook_settings(root: Path | None = None) -> NotebookSettings:
         raise NotebookStop(f"settings: {exc}") from None
     key = settings.api_key()
     base_url = settings.klaviyo_base_url
-    if key is None and base_url == DEFAULT_BASE_URL:
+    if key is None and base_url == KLAVIYO_BASE_URL:
         base_url, key = DEMO_EMULATOR_URL, EMULATOR_KEY
     return NotebookSettings(
         store_url=settings.store_url,

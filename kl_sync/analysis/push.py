@@ -20,7 +20,7 @@ import pandas as pd
 from kl_sync.analysis.missed import DEAD, NO_CONSENT, NO_VALID_EMAIL, SUPPRESSED, UNSUBSCRIBED
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.lists import add_profiles_to_list, create_list
-from kl_sync.steps.common import normalize_email
+from kl_sync.normalize import normalize_email
 
 WIN_BACK_LIST = "Missed signups (win-back)"
 #: Followed by the status: finished the sign-up, so not a missed signup to win back.

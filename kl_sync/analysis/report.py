@@ -82,11 +82,11 @@ def write_report(
 def klaviyo_for_report(root: Path) -> Iterator[dict[str, str]]:
     """The environment the notebooks' kernels need: none when Klaviyo is configured; with nothing
     configured, the demo's account served for the run by kl-sync's own factory."""
-    from kl_sync.klaviyo.client import DEFAULT_BASE_URL
+    from kl_sync.constants import KLAVIYO_BASE_URL
     from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, load_settings
 
     settings = load_settings(_env_file=root / ".env")
-    if settings.api_key() is not None or settings.klaviyo_base_url != DEFAULT_BASE_URL:
+    if settings.api_key() is not None or settings.klaviyo_base_url != KLAVIYO_BASE_URL:
         yield {}
         return
     if not (root / DEMO_DIR / "emulator").is_dir():

@@ -10,7 +10,7 @@
 """
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome
-from kl_sync.klaviyo.client import REVISION, ClientStats, KlaviyoClient, RequestRecord, Response
+from kl_sync.klaviyo.client import ClientStats, KlaviyoClient, RequestRecord, Response
 from kl_sync.klaviyo.client_events import build_client_event_body, send_client_events
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError, RejectedError, RetryableError
 from kl_sync.klaviyo.events import build_event_body, build_event_bulk_bodies, send_event, send_events
@@ -28,7 +28,6 @@ from kl_sync.klaviyo.suppressions import build_suppression_bodies, send_suppress
 
 __all__ = [
     "ENDPOINT_LIMITS",
-    "REVISION",
     "AuthError",
     "Batch",
     "ClientStats",

@@ -31,15 +31,12 @@ import requests
 import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
+from kl_sync.constants import JSON_API, KLAVIYO_BASE_URL, KLAVIYO_REVISION
 from kl_sync.klaviyo.errors import KlaviyoError, RetryableError, error_for_response
 from kl_sync.klaviyo.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://a.klaviyo.com"
-#: The API revision kl-sync is built and tested against (the spec slices in kl_sync/emulator/spec/).
-REVISION = "2026-07-15"
-JSON_API = "application/vnd.api+json"
 
 
 def _version() -> str:
@@ -169,8 +166,8 @@ class KlaviyoClient:
     def __init__(
         self,
         api_key: str | None,
-        base_url: str = DEFAULT_BASE_URL,
-        revision: str = REVISION,
+        base_url: str = KLAVIYO_BASE_URL,
+        revision: str = KLAVIYO_REVISION,
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
         max_attempts: int = 6,
@@ -423,7 +420,6 @@ __all__ = [
     "KlaviyoClient",
     "RequestRecord",
     "Response",
-    "REVISION",
     "copy_json",
     "encode_body",
 ]

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kl_sync.klaviyo.batches import ItemOutcome, SENT
-from kl_sync.klaviyo.client import DEFAULT_BASE_URL, REVISION, KlaviyoClient
+from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
+from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.errors import RejectedError, RetryableError
 from kl_sync.klaviyo.events import build_event_body
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, RateLimiter
@@ -31,7 +32,7 @@ def send_client_events(
     base_url: str,
     company_id: str,
     events: Sequence[EventPayload],
-    revision: str = REVISION,
+    revision: str = KLAVIYO_REVISION,
     *,
     limiter: RateLimiter | None = None,
     max_attempts: int = 6,
@@ -45,7 +46,7 @@ def send_client_events(
     """
     outcomes: list[ItemOutcome] = []
     with KlaviyoClient(
-        None, base_url or DEFAULT_BASE_URL, revision,
+        None, base_url or KLAVIYO_BASE_URL, revision,
         limiter=limiter, max_attempts=max_attempts, backoff_base=backoff_base,
     ) as client:
         for event in events:

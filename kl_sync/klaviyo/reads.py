@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from kl_sync.chunks import chunks
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 
@@ -144,8 +145,7 @@ def iter_profiles_by_email(client: KlaviyoClient, emails: Iterable[str]) -> Iter
     """Profiles whose e-mail is one of ``emails``, looked up 100 at a time with ``any(email,[...])``."""
     chunk_size = GET_PROFILES.max_items or 100
     pending = list(dict.fromkeys(emails))
-    for start in range(0, len(pending), chunk_size):
-        chunk = pending[start:start + chunk_size]
+    for chunk in chunks(pending, chunk_size):
         params = {"page[size]": chunk_size, "filter": f"any(email,[{','.join(quote(e) for e in chunk)}])"}
         yield from _iter_profile_pages(client, params)
 

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from kl_sync.klaviyo.batches import ItemOutcome
+from kl_sync.normalize import clean_name, normalize_email
 from kl_sync.klaviyo.client_events import send_client_events
 from kl_sync.onsite.snippets import (
     BOX_CATEGORY,
@@ -39,7 +40,6 @@ from kl_sync.onsite.snippets import (
     build_identify,
     build_started_checkout,
 )
-from kl_sync.steps.common import clean_name, normalize_email
 from kl_sync.store.contract import customers, order_items, system_log
 
 #: Share of the actions the server logged that a browser also tracked.

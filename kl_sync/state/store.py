@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
+from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.db import backend, driver_insert
 from kl_sync.state.tables import DEAD, PENDING, SENT, cursors, dead_letters, outbox, runs, touched_customers
 
@@ -133,8 +134,7 @@ def _insert_ignoring_duplicates(conn: Connection, table: Any, names: Sequence[st
         # window between a check and the insert.
         per_statement = max(1, _MAX_PARAMS // len(names))
         new: set[Any] = set()
-        for start in range(0, len(rows), per_statement):
-            batch = rows[start : start + per_statement]
+        for batch in chunks(rows, per_statement):
             sql = (into + ", ".join([one_row] * len(batch))
                    + f" ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}")
             new.update(conn.exec_driver_sql(sql, tuple(v for values in batch for v in values)).scalars())
@@ -161,8 +161,7 @@ def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None
 
 def _existing(conn: Connection, column: Any, values: Sequence[Any]) -> set[Any]:
     found: set[Any] = set()
-    for start in range(0, len(values), 1000):
-        chunk = list(values[start : start + 1000])
+    for chunk in chunks(values, IN_LIST_SIZE):
         found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
     return found
 
@@ -224,10 +223,10 @@ def claim(
 
 def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:
     now = utcnow()
-    for start in range(0, len(ids), 1000):
+    for chunk in chunks(ids, IN_LIST_SIZE):
         conn.execute(
             update(outbox)
-            .where(outbox.c.id.in_(list(ids[start : start + 1000])))
+            .where(outbox.c.id.in_(chunk))
             .values(status=SENT, sent_at=now, lease_owner=None, lease_expires_at=None, last_error=None, run_id=run_id)
         )
 
@@ -299,8 +298,7 @@ def touched_customer_ids(conn: Connection, *, limit: int) -> list[int]:
 
 
 def untouch_customers(conn: Connection, customer_ids: Sequence[int]) -> None:
-    for start in range(0, len(customer_ids), 1000):
-        chunk = list(customer_ids[start : start + 1000])
+    for chunk in chunks(customer_ids, IN_LIST_SIZE):
         conn.execute(touched_customers.delete().where(touched_customers.c.customer_id.in_(chunk)))
 
 
@@ -323,8 +321,7 @@ def add_dead_letter(
 def dead_letter_keys(conn: Connection, keys: Sequence[str], *, step: str) -> set[str]:
     """Which of ``keys`` already have an open (not replayed) dead letter from ``step``."""
     found: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        chunk = list(keys[start : start + 1000])
+    for chunk in chunks(keys, IN_LIST_SIZE):
         found.update(
             conn.execute(
                 select(dead_letters.c.key).where(
@@ -377,8 +374,7 @@ def replay_dead_letters(conn: Connection, keys: Sequence[str] | None = None) -> 
         query = query.where(dead_letters.c.key.in_(list(keys)))
     wanted = sorted(set(conn.execute(query).scalars()))
     requeued = 0
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
+    for chunk in chunks(wanted, IN_LIST_SIZE):
         requeued += conn.execute(
             update(outbox)
             .where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)

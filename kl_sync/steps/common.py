@@ -1,9 +1,8 @@
-"""What the steps share: e-mail rules, store time → Klaviyo time, the customer's current profile."""
+"""What the steps share: the customer's current profile, bad rows, the chunk commit, step results."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,35 +10,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Row, select
 
+from kl_sync.chunks import IN_LIST_SIZE, chunks
+from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload
 from kl_sync.store.contract import customers
-
-# Klaviyo rejects addresses without a local part, an @ and a dotted domain; so do we, before sending.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
 class BadRow(ValueError):
     """A store row that cannot become a valid payload; the message is the reason a person acts on."""
-
-
-def normalize_email(raw: Any) -> str | None:
-    """The e-mail as Klaviyo keys it (trimmed, lower-cased), or None when it is not usable."""
-    if not isinstance(raw, str):
-        return None
-    email = raw.strip().lower()
-    return email if _EMAIL.match(email) else None
-
-
-def klaviyo_time(naive: dt.datetime, tz: ZoneInfo) -> str:
-    """A store timestamp (naive, in the store's zone) as ISO 8601 with its UTC offset."""
-    return naive.replace(tzinfo=tz).isoformat()
-
-
-def clean_name(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = " ".join(str(value).split())
-    return text or None
 
 
 def profile_properties(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
@@ -110,8 +88,7 @@ def load_customers(store: Engine, ids: Iterable[int | None], columns: Sequence[s
     query = select(*(customers.c[name] for name in columns)) if columns else select(customers)
     found: dict[int, Row[Any]] = {}
     with store.connect() as conn:
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start : start + 1000]
+        for chunk in chunks(wanted, IN_LIST_SIZE):
             for row in conn.execute(query.where(customers.c.id.in_(chunk))):
                 found[row.id] = row
     return found

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Row, insert, select, update
 
+from kl_sync.chunks import IN_LIST_SIZE, chunks
+from kl_sync.normalize import klaviyo_time
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
@@ -34,7 +36,6 @@ from kl_sync.steps.common import (
     StepResult,
     commit_chunk,
     is_backfill,
-    klaviyo_time,
     load_customers,
     profile_of,
 )
@@ -147,8 +148,7 @@ def events_due(store_status: str, known_status: str | None) -> list[str]:
 def _load_items(store: Engine, order_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
     found: dict[int, list[Row[Any]]] = {oid: [] for oid in order_ids}
     with store.connect() as conn:
-        for start in range(0, len(order_ids), 1000):
-            chunk = list(order_ids[start : start + 1000])
+        for chunk in chunks(order_ids, IN_LIST_SIZE):
             query = select(order_items).where(order_items.c.order_id.in_(chunk)).order_by(order_items.c.id)
             for row in conn.execute(query):
                 found[row.order_id].append(row)
@@ -157,8 +157,7 @@ def _load_items(store: Engine, order_ids: Sequence[int]) -> dict[int, list[Row[A
 
 def _known_states(conn: Any, order_ids: Sequence[int]) -> dict[int, str]:
     known: dict[int, str] = {}
-    for start in range(0, len(order_ids), 1000):
-        chunk = list(order_ids[start : start + 1000])
+    for chunk in chunks(order_ids, IN_LIST_SIZE):
         rows = conn.execute(select(order_state.c.order_id, order_state.c.status).where(order_state.c.order_id.in_(chunk)))
         known.update({r.order_id: r.status for r in rows})
     return known

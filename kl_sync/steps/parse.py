@@ -27,8 +27,8 @@ from kl_sync.steps.common import (
     commit_chunk,
     is_backfill,
     load_customers,
-    normalize_email,
 )
+from kl_sync.normalize import normalize_email
 from kl_sync.store.contract import system_log
 from kl_sync.store.readers import STREAMS, read_after
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from kl_sync.chunks import chunks
 from kl_sync.payloads import EVENT_KINDS
 from kl_sync.state import store as state_store
 from kl_sync.state.store import ClaimedItem
@@ -102,8 +103,7 @@ def _plan_calls(kind: str, items: list[ClaimedItem]) -> list[_Call]:
     else:
         raise ValueError(f"no Klaviyo operation for outbox kind {kind!r}")
     calls = []
-    for start in range(0, len(ordered), size):
-        chunk = ordered[start : start + size]
+    for chunk in chunks(ordered, size):
         inputs = inputs_of(chunk)
         calls.append(_Call(chunk, functools.partial(_send_built, send, inputs, build(inputs))))
     return calls

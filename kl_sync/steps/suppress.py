@@ -16,7 +16,8 @@ from sqlalchemy import Engine, Row
 from kl_sync.payloads import SuppressionPayload
 from kl_sync.settings import Settings
 from kl_sync.state import store as state_store
-from kl_sync.steps.common import StepResult, load_customers, normalize_email
+from kl_sync.normalize import normalize_email
+from kl_sync.steps.common import StepResult, load_customers
 
 KIND = "suppression"
 #: The seed's rule: these statuses are suppressed whatever the event.

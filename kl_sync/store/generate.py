@@ -12,13 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, func, select
 
+from kl_sync.chunks import chunks
 from kl_sync.db import driver_insert
 from kl_sync.store.contract import TABLES, customers, metadata, order_items, orders, system_log
 
@@ -224,11 +224,6 @@ def default_end() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
 
 
-def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
 def _sqlite_value(value: Any) -> Any:
     # The text forms SQLAlchemy's SQLite types store and parse back.
     if isinstance(value, dt.datetime):
@@ -249,7 +244,7 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], chu
     sqlite = conn.dialect.name == "sqlite"
     into, one_row = driver_insert(conn.dialect, table, names)
     sql = into + one_row
-    for chunk in _chunks(rows, chunk_size):
+    for chunk in chunks(rows, chunk_size):
         if sqlite:
             params = [tuple(_sqlite_value(row[n]) for n in names) for row in chunk]
         else:

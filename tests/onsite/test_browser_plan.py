@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from kl_sync.db import make_engine
 from kl_sync.onsite.browser import plan_browser_events
-from kl_sync.steps.common import normalize_email
+from kl_sync.normalize import normalize_email
 from kl_sync.store.contract import customers, metadata, order_items, orders, system_log
 from kl_sync.store.generate import generate_store
 
