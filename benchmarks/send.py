@@ -61,7 +61,7 @@ def run_bulk(events: int, scale: float, batch_size: int) -> dict[str, Any]:
         with KlaviyoClient(BENCH_KEY, base_url, limiter=limiter, on_request=lambda r: sent_at.append(r.started_at)) as client:
             begun = time.time()
             start = time.perf_counter()
-            result = send_outbox(state, client, batch_size=batch_size, validate=validate, max_attempts=settings.max_attempts)
+            result = send_outbox(state, client, batch_size=batch_size, validate=validate, retries=settings.retry.outbox)
             elapsed = time.perf_counter() - start
             stats = client.stats.as_dict()
     sent = result.details["sent_events"]

@@ -166,7 +166,7 @@ def run_send(
         result = send_outbox(
             run.state,
             client,
-            max_attempts=s.max_attempts,
+            retries=s.retry.outbox,
             batch_size=s.send_batch_size,
             lease_seconds=s.lease_seconds,
             validate=quality_validator(metric_names(s)) if validate else None,
@@ -299,7 +299,8 @@ def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: A
     key = api_key or settings.api_key()
     limiter = limiter or WindowRateLimiter()
     if key:
-        client = KlaviyoClient(key, settings.klaviyo_base_url, settings.klaviyo_revision, limiter=limiter)
+        client = KlaviyoClient(key, settings.klaviyo_base_url, settings.klaviyo_revision, limiter=limiter,
+                               retries=settings.retry.request)
         with client:
             yield client
         return
@@ -308,7 +309,8 @@ def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: A
     from kl_sync.emulator import running_emulator
 
     with running_emulator(DEMO_DIR / "emulator", api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY) as emulator:
-        client = KlaviyoClient(EMULATOR_KEY, emulator.base_url, settings.klaviyo_revision, limiter=limiter)
+        client = KlaviyoClient(EMULATOR_KEY, emulator.base_url, settings.klaviyo_revision, limiter=limiter,
+                               retries=settings.retry.request)
         with client:
             yield client
 

@@ -7,7 +7,9 @@ Validated when it is built, so a bad value fails at start-up with one line namin
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
+from kl_sync.retry import OUTBOX_RETRIES, REQUEST_RETRIES, RetryPolicy
 
 #: Where kl-sync keeps its own files when nothing says otherwise (relative to the working directory).
 HOME_DIR = Path(".kl_sync")
@@ -92,7 +95,12 @@ class Settings(BaseSettings):
     send_batch_size: int = Field(
         20_000, ge=1, validation_alias=_env_names("send_batch_size", "KL_SYNC_SEND_BATCH_SIZE")
     )
-    max_attempts: int = Field(8, ge=1, validation_alias=_env_names("max_attempts", "KL_SYNC_MAX_ATTEMPTS"))
+    #: Sends of one outbox row before it becomes a dead letter (the outbox half of :attr:`retry`).
+    #: ``KL_SYNC_MAX_ATTEMPTS`` is its older name.
+    max_sends: int = Field(
+        OUTBOX_RETRIES.attempts, ge=1,
+        validation_alias=AliasChoices("KL_SYNC_MAX_SENDS", "KL_SYNC_MAX_ATTEMPTS", "max_sends"),
+    )
     lease_seconds: int = Field(300, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
     #: The shop's public site, for product and checkout links in payloads.
     site_url: str = Field("https://shop.example.com", validation_alias=_env_names("site_url", "KL_SYNC_SITE_URL"))
@@ -139,15 +147,34 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.store_timezone)
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy: attempts of one HTTP request (the client) and sends of one outbox row
+        (the sender), each with its backoff."""
+        return RetryPolicy(request=REQUEST_RETRIES, outbox=replace(OUTBOX_RETRIES, attempts=self.max_sends))
+
     def api_key(self) -> str | None:
         """The Klaviyo private key in clear, for the client only."""
         return self.klaviyo_api_key.get_secret_value() if self.klaviyo_api_key else None
 
 
-_ENV_NAME = {
-    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name)
-    for name, field in Settings.model_fields.items()
-}
+def _variables_by_name() -> dict[str, list[str]]:
+    """Every name a field is known by (its own, each of its variables) -> its variables, main first."""
+    found: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.validation_alias, AliasChoices):
+            variables = [str(c) for c in field.validation_alias.choices if c != name]
+            found.update(dict.fromkeys((name, *variables), variables))
+    return found
+
+
+_ENV_NAMES = _variables_by_name()
+
+
+def _env_name(field: str) -> str:
+    """The variable a field was read from: the one set in the environment, else its main name."""
+    names = _ENV_NAMES.get(field) or [field]
+    return next((name for name in names if name in os.environ), names[0])
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -157,7 +184,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        name = _ENV_NAME.get(field, field)
+        name = _env_name(field)
         message = err["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{name}: {message}") from None
 
@@ -166,8 +193,6 @@ def prefect_defaults() -> None:
     """Before Prefect is imported: without a Prefect server configured, flows run on a temporary
     local one; keep its files under .kl_sync/ rather than the user's home, and its telemetry off
     (its heartbeat is what printed "database is locked" noise here)."""
-    import os
-
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_HOME", str((HOME_DIR / "prefect").resolve()))
         # A fresh home migrates its database first (~11 s here, more on a busy 2-core machine);

@@ -60,3 +60,21 @@ def test_api_key_is_never_shown(monkeypatch):
     for text in (repr(settings), str(settings), str(settings.model_dump()), settings.model_dump_json()):
         assert "pk_canary_0123456789" not in text
     assert settings.api_key() == "pk_canary_0123456789"
+
+
+def test_retry_policy_names_both_levels():
+    retry = load_settings().retry
+    assert (retry.request.attempts, retry.request.first_wait, retry.request.longest_wait) == (6, 0.5, 30.0)
+    assert (retry.outbox.attempts, retry.outbox.first_wait, retry.outbox.longest_wait) == (8, 30.0, 3600.0)
+    # The sender's outbox schedule: 30 s, 1 min, 2 min … capped at 1 h.
+    assert [retry.outbox.wait(n) for n in (1, 2, 3, 8, 9)] == [30.0, 60.0, 120.0, 3600.0, 3600.0]
+
+
+@pytest.mark.parametrize("variable", ["KL_SYNC_MAX_SENDS", "KL_SYNC_MAX_ATTEMPTS"])
+def test_outbox_sends_are_set_by_either_name(monkeypatch, variable):
+    monkeypatch.setenv(variable, "3")
+    assert load_settings().retry.outbox.attempts == 3
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).startswith(f"{variable}: ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ from kl_sync.constants import KLAVIYO_BASE_URL
 from kl_sync.klaviyo.client import KlaviyoClient, RequestRecord
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
+from kl_sync.retry import REQUEST_RETRIES
 from kl_sync.settings import EMULATOR_KEY, EMULATOR_PORT, HOME_DIR, SettingsError, load_settings
 
 #: The probe: one profile (a key that reads nothing else still passes; the loaders then say what lacks).
@@ -129,7 +130,9 @@ def connect_klaviyo(base_url: str, api_key: str | None) -> KlaviyoClient:
             f"(an emulator from `kl-sync emulator` takes {EMULATOR_KEY})"
         )
     answered: list[RequestRecord] = []
-    probe = KlaviyoClient(api_key, base_url, timeout=PROBE_TIMEOUT, max_attempts=1, on_request=answered.append)
+    # One attempt: the probe asks whether anything answers, it does not wait for it to.
+    once = replace(REQUEST_RETRIES, attempts=1)
+    probe = KlaviyoClient(api_key, base_url, timeout=PROBE_TIMEOUT, retries=once, on_request=answered.append)
     try:
         probe.get(GET_PROFILES.path, endpoint=GET_PROFILES.operation_id, params={"page[size]": 1})
     except AuthError as exc:

@@ -2,7 +2,8 @@
 
 :meth:`KlaviyoClient.request` runs every call through the same steps: wait for the rate limiter, send,
 classify the outcome (:mod:`kl_sync.klaviyo.errors`), and retry only what is retryable, with jittered
-exponential backoff that never comes back before Klaviyo's ``Retry-After``.
+exponential backoff that never comes back before Klaviyo's ``Retry-After``; how often and how long is
+the request half of the retry policy (:mod:`kl_sync.retry`).
 
 Retrying writes is safe here because every write kl-sync makes is idempotent on Klaviyo's side: events
 carry a deterministic ``unique_id`` (Klaviyo keeps one event per profile, metric and unique_id), profile
@@ -34,6 +35,7 @@ from requests.structures import CaseInsensitiveDict
 from kl_sync.constants import JSON_API, KLAVIYO_BASE_URL, KLAVIYO_REVISION
 from kl_sync.klaviyo.errors import KlaviyoError, RetryableError, error_for_response
 from kl_sync.klaviyo.limits import RateLimiter
+from kl_sync.retry import REQUEST_RETRIES, Retries
 
 log = logging.getLogger(__name__)
 
@@ -170,22 +172,16 @@ class KlaviyoClient:
         revision: str = KLAVIYO_REVISION,
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
-        max_attempts: int = 6,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        retries: Retries = REQUEST_RETRIES,
         limiter: RateLimiter | None = None,
         on_request: Callable[[RequestRecord], None] | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         if api_key is not None and not api_key.strip():
             raise ValueError("api_key is empty")
         self.base_url = base_url.rstrip("/")
         self.revision = revision
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.retries = retries
         self.limiter = limiter
         self.on_request = on_request
         self.stats = ClientStats()
@@ -248,7 +244,7 @@ class KlaviyoClient:
 
         ``encoded`` is ``encode_body(json)`` when the caller already has it (bulk builders assemble it).
 
-        Raises :class:`RetryableError` after ``max_attempts``, :class:`AuthError` or
+        Raises :class:`RetryableError` after ``retries.attempts``, :class:`AuthError` or
         :class:`RejectedError` at once.
         """
         url = self._url(path)
@@ -288,7 +284,7 @@ class KlaviyoClient:
 
             retry = (
                 isinstance(error, RetryableError)
-                and attempt < self.max_attempts
+                and attempt < self.retries.attempts
                 and (idempotent or not may_have_been_processed)
             )
             backoff = self._backoff(attempt, error.retry_after) if retry else None
@@ -299,7 +295,7 @@ class KlaviyoClient:
                     error.args = (error.message,)
                 raise error
             log.info("Klaviyo %s: %s; retrying in %.2f s (attempt %d of %d)",
-                     endpoint, error.message, backoff, attempt + 1, self.max_attempts)
+                     endpoint, error.message, backoff, attempt + 1, self.retries.attempts)
             time.sleep(backoff)  # type: ignore[arg-type]
 
     def get(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Response:
@@ -335,11 +331,11 @@ class KlaviyoClient:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full-jitter exponential backoff; never shorter than Klaviyo's Retry-After."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        ceiling = self.retries.wait(attempt)
         delay = self._random.uniform(0, ceiling)
         if retry_after is not None:
             # A little jitter on top, so clients told the same Retry-After do not return together.
-            delay = retry_after + self._random.uniform(0, min(ceiling, self.backoff_base))
+            delay = retry_after + self._random.uniform(0, min(ceiling, self.retries.first_wait))
         return delay
 
     def _record(

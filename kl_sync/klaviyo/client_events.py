@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kl_sync.klaviyo.batches import ItemOutcome, SENT
 from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
+from kl_sync.klaviyo.batches import ItemOutcome, SENT
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.errors import RejectedError, RetryableError
 from kl_sync.klaviyo.events import build_event_body
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, RateLimiter
 from kl_sync.payloads import EventPayload
+from kl_sync.retry import REQUEST_RETRIES, Retries
 
 CREATE_CLIENT_EVENT = ENDPOINT_LIMITS["create_client_event"]
 
@@ -35,8 +36,7 @@ def send_client_events(
     revision: str = KLAVIYO_REVISION,
     *,
     limiter: RateLimiter | None = None,
-    max_attempts: int = 6,
-    backoff_base: float = 0.5,
+    retries: Retries = REQUEST_RETRIES,
 ) -> list[ItemOutcome]:
     """Send events one request each, as browsers do; one outcome per event, in order.
 
@@ -47,7 +47,7 @@ def send_client_events(
     outcomes: list[ItemOutcome] = []
     with KlaviyoClient(
         None, base_url or KLAVIYO_BASE_URL, revision,
-        limiter=limiter, max_attempts=max_attempts, backoff_base=backoff_base,
+        limiter=limiter, retries=retries,
     ) as client:
         for event in events:
             try:

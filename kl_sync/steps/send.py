@@ -25,6 +25,7 @@ from sqlalchemy import Engine, select
 
 from kl_sync.chunks import chunks
 from kl_sync.payloads import EVENT_KINDS
+from kl_sync.retry import OUTBOX_RETRIES, Retries
 from kl_sync.state import store as state_store
 from kl_sync.state.store import ClaimedItem
 from kl_sync.state.tables import PENDING, outbox
@@ -37,8 +38,6 @@ SUPPRESSIONS_PER_CALL = 100
 #: Batches claimed, validated and built ahead of the one being sent. One keeps the sender fed; two
 #: measured no faster, as the preparing thread then competes longer with the sending one for the GIL.
 PREPARED_AHEAD = 1
-RETRY_BASE = dt.timedelta(seconds=30)
-RETRY_CAP = dt.timedelta(hours=1)
 
 #: (kind, [(key, payload)]) -> a report with ``failures`` ({key: [failed expectation names]}),
 #: ``rows`` and ``by_expectation`` ({expectation: failed rows}) — kl_sync.quality.QualityReport.
@@ -47,11 +46,6 @@ Validator = Callable[[str, Sequence[tuple[str, dict[str, Any]]]], Any]
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:40]
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """Outbox-level backoff after the client's own retries gave up: 30 s, 1 min, 2 min … 1 h."""
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
 def quality_validator(metric_names: Mapping[str, Collection[str]]) -> Validator:
@@ -118,7 +112,7 @@ def _record_outcomes(
     items: list[ClaimedItem],
     outcomes: list[Any],
     *,
-    max_attempts: int,
+    retries: Retries,
     run_id: str | None,
     result: StepResult,
 ) -> None:
@@ -136,14 +130,14 @@ def _record_outcomes(
                 result.dead_letters += 1
             else:
                 attempts = item.attempts + 1
-                if attempts >= max_attempts:
+                if attempts >= retries.attempts:
                     dead = ClaimedItem(item.id, item.key, item.kind, item.payload, attempts)
                     state_store.mark_dead(conn, dead, step="send", run_id=run_id,
                                           reason=f"gave up after {attempts} attempts: {outcome.reason}")
                     result.dead_letters += 1
                 else:
                     state_store.mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
-                                           next_attempt_at=now + retry_delay(attempts))
+                                           next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)))
                     _count(result, "retries")
         state_store.mark_sent(conn, sent, run_id=run_id)
 
@@ -226,7 +220,7 @@ def send_outbox(
     state: Engine,
     client: Any,
     *,
-    max_attempts: int = 8,
+    retries: Retries = OUTBOX_RETRIES,
     batch_size: int = 5000,
     lease_seconds: int = 300,
     validate: Validator | None = None,
@@ -236,6 +230,9 @@ def send_outbox(
     progress: Callable[[int], None] | None = None,
 ) -> StepResult:
     """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
+
+    ``retries`` is the outbox half of the retry policy: a row the client could not deliver is due
+    again after ``retries.wait(attempts)``, and a dead letter after ``retries.attempts`` sends.
 
     Raises the client's ``AuthError`` after handing the unfinished rows back.
     """
@@ -284,7 +281,7 @@ def send_outbox(
                         with state.begin() as conn:
                             state_store.release(conn, unfinished)
                         raise
-                    _record_outcomes(state, call.items, outcomes, max_attempts=max_attempts, run_id=run_id,
+                    _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id,
                                      result=result)
                     if progress is not None:
                         progress(len(call.items))

@@ -104,7 +104,7 @@ def test_a_refused_key_is_one_line_and_a_good_one_gets_a_client(tmp_path):
 
         client = connect_klaviyo(emulator.base_url, "pk_right")
 
-    assert client.base_url == emulator.base_url and client.max_attempts > 1
+    assert client.base_url == emulator.base_url and client.retries.attempts > 1
 
 
 @pytest.mark.parametrize(

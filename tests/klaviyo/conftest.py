@@ -14,6 +14,7 @@ import pytest
 
 from kl_sync.emulator import EmulatorHandle, running_emulator
 from kl_sync.klaviyo.client import KlaviyoClient, RequestRecord
+from kl_sync.retry import Retries
 
 API_KEY = "pk_test_client"
 FORBIDDEN_KEY = "pk_test_forbidden"
@@ -53,9 +54,8 @@ def records() -> list[RequestRecord]:
 def make_client(emu: EmulatorHandle, records: list[RequestRecord]) -> Iterator[Callable[..., KlaviyoClient]]:
     clients: list[KlaviyoClient] = []
 
-    def make(api_key: str = API_KEY, handle: EmulatorHandle | None = None, **options: Any) -> KlaviyoClient:
-        options.setdefault("backoff_base", 0.01)
-        options.setdefault("backoff_cap", 0.05)
+    def make(api_key: str = API_KEY, handle: EmulatorHandle | None = None, attempts: int = 6, **options: Any) -> KlaviyoClient:
+        options.setdefault("retries", Retries(attempts, first_wait=0.01, longest_wait=0.05))
         options.setdefault("on_request", records.append)
         client = KlaviyoClient(api_key, (handle or emu).base_url, **options)
         clients.append(client)

@@ -20,6 +20,7 @@ from kl_sync.klaviyo.errors import AuthError, RejectedError, RetryableError
 from kl_sync.klaviyo.events import send_events
 from kl_sync.klaviyo.limits import WindowRateLimiter
 from kl_sync.klaviyo.lists import create_list
+from kl_sync.retry import Retries
 from kl_sync.settings import SettingsError, load_settings
 from tests.klaviyo.conftest import API_KEY, FORBIDDEN_KEY
 from tests.klaviyo.factories import event
@@ -101,7 +102,7 @@ def test_a_read_timeout_is_retried_and_the_slow_write_still_counts_once(
 def test_retryable_errors_give_up_after_max_attempts(
     emu: EmulatorHandle, make_client: Callable[..., KlaviyoClient]
 ) -> None:
-    client = make_client(max_attempts=3)
+    client = make_client(attempts=3)
     emu.fail_next(BULK, 503, count=10)
     outcomes = send_events(client, [event(1), event(2)])
     assert [o.status for o in outcomes] == ["retry", "retry"]
@@ -154,7 +155,7 @@ def test_the_api_key_never_appears_in_errors_reprs_records_logs_or_the_journal(
         wrong.get("/api/metrics", endpoint="get_metrics")
     collect(auth.value)
     # Dropped connections until the client gives up, with the key accepted.
-    good = make_client(canary, handle=accepting, max_attempts=2)
+    good = make_client(canary, handle=accepting, attempts=2)
     accepting.fail_next(BULK, "drop", count=2)
     with pytest.raises(RetryableError) as dropped:
         good.post(BULK, {"data": {}}, endpoint="bulk_create_events")
@@ -226,7 +227,7 @@ def test_the_limiter_keeps_requests_within_the_emulators_windows(
     # The 0.1 s margin absorbs how late a request can reach the server after its slot on a loaded
     # 2-core machine (with 0.05 s, a 20x scale failed once in CI with a single 429).
     limited = start_emulator(rate_limits="real", rate_scale=10.0)
-    client = make_client(handle=limited, limiter=WindowRateLimiter(scale=10.0, margin=0.1), max_attempts=1)
+    client = make_client(handle=limited, limiter=WindowRateLimiter(scale=10.0, margin=0.1), attempts=1)
     total = 168
 
     def worker() -> None:
@@ -271,7 +272,7 @@ def test_a_refused_connection_is_retried_even_for_a_non_idempotent_post(records:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = KlaviyoClient(API_KEY, f"http://127.0.0.1:{port}", max_attempts=3, backoff_base=0.01,
+    client = KlaviyoClient(API_KEY, f"http://127.0.0.1:{port}", retries=Retries(3, first_wait=0.01, longest_wait=30.0),
                            on_request=records.append)
     with pytest.raises(RetryableError, match="after 3 attempts"):
         client.post("/api/lists", {"data": {}}, endpoint="create_list", idempotent=False)

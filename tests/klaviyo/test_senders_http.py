@@ -92,7 +92,7 @@ def test_an_event_too_big_for_any_body_is_rejected_alone(emu: EmulatorHandle, cl
 def test_an_exhausted_retry_leaves_only_that_batch_to_retry(
     emu: EmulatorHandle, make_client: Callable[..., KlaviyoClient]
 ) -> None:
-    client = make_client(max_attempts=2)
+    client = make_client(attempts=2)
     emu.fail_next(BULK, 503, count=2)
     outcomes = send_events(client, [event(n) for n in range(1500)])
     assert {o.status for o in outcomes[:1000]} == {"retry"}
@@ -107,7 +107,7 @@ def test_random_faults_still_deliver_every_event_exactly_once(
         faults=FaultSpec(rate=0.4, mix={"429": 1, "500": 1, "503": 1, "drop": 1, "drop_after_commit": 1},
                          seed=7, retry_after=0.02)
     )
-    client = make_client(handle=faulty, max_attempts=10)
+    client = make_client(handle=faulty, attempts=10)
     events = [event(n, customer=n % 30) for n in range(3000)]
     outcomes = send_events(client, events)
     assert {o.status for o in outcomes} == {"sent"}

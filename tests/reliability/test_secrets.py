@@ -61,8 +61,9 @@ def test_the_key_appears_in_no_output_file_or_exception(tmp_path: Path, caplog: 
         assert counts["send"]["dead_letters"] > 0 and counts["send"]["sent_events"] == 0
         emu.set_faults(FaultSpec(rate=1.0, mix={"drop": 1}, seed=1))
         from kl_sync.klaviyo import KlaviyoClient
+        from kl_sync.retry import Retries
 
-        with KlaviyoClient(key, emu.base_url, max_attempts=1) as client, pytest.raises(KlaviyoError) as dropped:
+        with KlaviyoClient(key, emu.base_url, retries=Retries(1, first_wait=0.5, longest_wait=30.0)) as client, pytest.raises(KlaviyoError) as dropped:
             client.post("/api/event-bulk-create-jobs", {"data": {}}, endpoint="bulk_create_events")
         texts = [repr(client), repr(settings), str(settings.model_dump()), repr(client.__dict__)]
     emu_journal = (tmp_path / "emulator" / "journal.jsonl").read_text()
