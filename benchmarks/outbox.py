@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import DEFAULT_LOG_METRICS
-from kl_sync.state import store as state_store
+from kl_sync import state as state_store
 
 _METRICS = tuple(sorted(DEFAULT_LOG_METRICS.values()))
 _START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)

@@ -125,7 +125,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from kl_sync.state import store as st
+    from kl_sync import state as st
     from kl_sync.state.migrate import open_state
 
     engine = open_state(get_settings().state_url)
@@ -151,7 +151,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
-    from kl_sync.state import store as st
+    from kl_sync import state as st
     from kl_sync.state.migrate import open_state
 
     engine = open_state(get_settings().state_url)
@@ -168,7 +168,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
-    from kl_sync.state import store as st
+    from kl_sync import state as st
     from kl_sync.state.migrate import open_state
 
     engine = open_state(get_settings().state_url)

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from kl_sync.db import make_engine
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, get_settings, prefect_defaults
-from kl_sync.state import store as state_store
+from kl_sync.state.dead_letters import list_dead_letters
 from kl_sync.state.migrate import open_state
 from kl_sync.store.generate import generate_store
 
@@ -108,7 +108,7 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
     console.print(f"profiles {len(emulator.profiles()):,}; suppressed {len(emulator.suppressions()):,}")
 
     with open_state(state_url).connect() as conn:
-        letters = state_store.list_dead_letters(conn)
+        letters = list_dead_letters(conn)
     reasons = Counter(_reason_shape(d["reason"]) for d in letters)
     if reasons:
         dead = Table(title=f"open dead letters, all runs ({len(letters):,}), by reason")

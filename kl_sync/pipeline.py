@@ -19,13 +19,15 @@ from sqlalchemy import Engine
 from kl_sync.constants import KLAVIYO_BASE_URL
 from kl_sync.db import make_engine
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, Settings, SettingsError
-from kl_sync.state import store as state_store
+from kl_sync.state.dead_letters import list_dead_letters
+from kl_sync.state.outbox import iter_pending, pending_count
+from kl_sync.state.runs import finish_run, start_run
 from kl_sync.state.migrate import open_state
 from kl_sync.steps.common import StepResult
 from kl_sync.steps.orders import CANCELLED, FULFILLED, ORDERED_PRODUCT, PLACED, process_orders
 from kl_sync.steps.parse import parse_log
 from kl_sync.progress import step_progress
-from kl_sync.steps.send import pending_count, preview_outbox, quality_validator, send_outbox
+from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
 from kl_sync.steps.suppress import suppress_touched
 
 STEPS = ("parse", "orders", "suppress", "send")
@@ -118,14 +120,14 @@ def start_sync(settings: Settings, *, steps: Sequence[str] | None = None, from_s
         raise DatabaseUnreachable(f"KL_SYNC_STATE_URL: cannot connect: {_one_line_reason(exc)}") from None
     chosen = parse_steps(steps)
     with state.begin() as conn:
-        run_id = state_store.start_run(conn, steps=chosen, dry_run=dry_run)
+        run_id = start_run(conn, steps=chosen, dry_run=dry_run)
     return SyncRun(settings, store, state, run_id, chosen, from_start, dry_run)
 
 
 def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str, Any]:
     status = "failed" if error else "ok"
     with run.state.begin() as conn:
-        state_store.finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
+        finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
     return run.counts()
 
 
@@ -162,7 +164,9 @@ def run_send(
         run.results["send"] = result
         return result
     s = run.settings
-    with step_progress("send: outbox rows", total=pending_count(run.state)) as progress:
+    with run.state.connect() as conn:
+        pending = pending_count(conn)
+    with step_progress("send: outbox rows", total=pending) as progress:
         result = send_outbox(
             run.state,
             client,
@@ -229,38 +233,23 @@ def rate_limiter(settings: Settings, kind: str = "local", *, scale: float = 1.0)
 def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[Any]:
     """Validate every pending outbox row against its kind's suite without sending or changing
     anything (``kl-sync quality check``); one report per kind and chunk."""
-    import json
-
-    from sqlalchemy import select
-
     from kl_sync.quality import validate_batch
-    from kl_sync.state.tables import PENDING, outbox
 
     state = open_state(settings.state_url)
     names = metric_names(settings)
     reports = []
-    last_id = 0
-    while True:
-        with state.connect() as conn:
-            rows = conn.execute(
-                select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload)
-                .where(outbox.c.status == PENDING, outbox.c.id > last_id)
-                .order_by(outbox.c.id)
-                .limit(chunk_size)
-            ).all()
-        if not rows:
-            return reports
-        last_id = rows[-1].id
+    for rows in iter_pending(state, chunk_size=chunk_size):
         by_kind: dict[str, list[tuple[str, Any]]] = {}
         for row in rows:
-            by_kind.setdefault(row.kind, []).append((row.key, json.loads(row.payload)))
+            by_kind.setdefault(row.kind, []).append((row.key, row.payload))
         for kind, batch in sorted(by_kind.items()):
             reports.append(validate_batch(kind, batch, metric_names=names.get(kind, ())))
+    return reports
 
 
 def dead_letters_of_run(run: SyncRun) -> list[dict[str, Any]]:
     with run.state.connect() as conn:
-        return state_store.list_dead_letters(conn, run_id=run.run_id)
+        return list_dead_letters(conn, run_id=run.run_id)
 
 
 def summary_rows(run: SyncRun) -> list[dict[str, Any]]:

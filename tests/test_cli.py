@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from kl_sync.cli import build_parser, main
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.migrate import open_state
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

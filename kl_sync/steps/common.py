@@ -13,6 +13,10 @@ from sqlalchemy import Connection, Engine, Row, select
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload
+from kl_sync.state.cursors import set_cursor
+from kl_sync.state.dead_letters import add_dead_letters, dead_letter_keys
+from kl_sync.state.outbox import enqueue
+from kl_sync.state.touched import touch_customers
 from kl_sync.store.contract import customers
 
 
@@ -114,18 +118,16 @@ def commit_chunk(
     """Commit one chunk of a store-reading step in ONE transaction: its outbox rows, its dead letters,
     the customers it touched, anything ``also`` writes (order lifecycle), and the cursor past the
     chunk. A crash before the commit repeats the chunk; after it, nothing of it is redone."""
-    from kl_sync.state import store as state_store
-
     with state.begin() as conn:
-        new_keys = state_store.enqueue(conn, items, run_id=run_id)
+        new_keys = enqueue(conn, items, run_id=run_id)
         # A re-read (--from-start, the orders lookback) must not dead-letter the same row twice.
-        known = state_store.dead_letter_keys(conn, [d["key"] for d in letters], step=step)
+        known = dead_letter_keys(conn, [d["key"] for d in letters], step=step)
         letters = [d for d in letters if d["key"] not in known]
-        state_store.add_dead_letters(conn, letters, run_id=run_id)
+        add_dead_letters(conn, letters, run_id=run_id)
         if also is not None:
             also(conn)
-        state_store.touch_customers(conn, touched)
-        state_store.set_cursor(conn, stream, cursor)
+        touch_customers(conn, touched)
+        set_cursor(conn, stream, cursor)
     for item in items:
         if item.key in new_keys:
             result.count_metric(item.payload["metric"])

@@ -22,14 +22,16 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Engine, Row, select
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.normalize import klaviyo_time
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
-from kl_sync.state import store as state_store
-from kl_sync.state.tables import order_state
+from kl_sync.state.codec import utcnow
+from kl_sync.state.cursors import get_cursor, parse_cursor_datetime
+from kl_sync.state.order_lifecycle import known_states, record_states
+from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import (
     PROFILE_COLUMNS,
     BadRow,
@@ -155,26 +157,6 @@ def _load_items(store: Engine, order_ids: Sequence[int]) -> dict[int, list[Row[A
     return found
 
 
-def _known_states(conn: Any, order_ids: Sequence[int]) -> dict[int, str]:
-    known: dict[int, str] = {}
-    for chunk in chunks(order_ids, IN_LIST_SIZE):
-        rows = conn.execute(select(order_state.c.order_id, order_state.c.status).where(order_state.c.order_id.in_(chunk)))
-        known.update({r.order_id: r.status for r in rows})
-    return known
-
-
-def _write_lifecycle(conn: Any, new_states: list[dict[str, Any]], moved_states: list[dict[str, Any]]) -> None:
-    """Record what was queued for each order (inside the chunk's transaction)."""
-    if new_states:
-        conn.execute(insert(order_state), new_states)
-    for state_row in moved_states:
-        conn.execute(
-            update(order_state)
-            .where(order_state.c.order_id == state_row["order_id"])
-            .values(status=state_row["status"], final_key=state_row["final_key"], updated_at=state_row["updated_at"])
-        )
-
-
 def process_orders(
     store: Engine,
     state: Engine,
@@ -190,21 +172,21 @@ def process_orders(
     now = now or dt.datetime.now(dt.UTC)
     stream = STREAMS[STREAM]
     with state.connect() as conn:
-        cursor = None if from_start else state_store.get_cursor(conn, STREAM)
+        cursor = None if from_start else get_cursor(conn, STREAM)
     if cursor is not None:
         # Re-read a window before the cursor: an order updated within the same second as the cursor
         # row, or whose transaction committed late, would otherwise be skipped for good. Re-reading
         # is harmless — the lifecycle state says nothing is due for an order already acted on.
-        since = state_store.parse_cursor_datetime(cursor[0]) - settings.orders_lookback
+        since = parse_cursor_datetime(cursor[0]) - settings.orders_lookback
         cursor = [since, -1]
     for chunk in read_after(store, stream, cursor, chunk_size=settings.chunk_size):
         ids = [row.id for row in chunk]
         with state.connect() as conn:
-            known = _known_states(conn, ids)
+            known = known_states(conn, ids)
         changed = [row for row in chunk if events_due(row.status, known.get(row.id))]
         items_by_order = _load_items(store, [row.id for row in changed])
         customers = load_customers(store, (row.customer_id for row in changed), PROFILE_COLUMNS)
-        outbox_items: list[state_store.OutboxItem] = []
+        outbox_items: list[OutboxItem] = []
         letters: list[dict[str, Any]] = []
         touched: list[int] = []
         new_states: list[dict[str, Any]] = []
@@ -220,12 +202,12 @@ def process_orders(
                 letters.append({"key": f"order:{row.id}", "step": "orders", "kind": "order_event", "reason": str(exc),
                                 "original": dict(row._mapping)})
                 continue
-            outbox_items.extend(state_store.OutboxItem(key, kind, payload) for key, kind, payload in events)
+            outbox_items.extend(OutboxItem(key, kind, payload) for key, kind, payload in events)
             touched.append(row.customer_id)
             final_status = row.status if row.status in FINAL_EVENTS else "Placed"
             final_key = next((k for k, kind, p in events if p["metric"] in (CANCELLED, FULFILLED)), None)
             state_row = {"order_id": row.id, "customer_id": row.customer_id, "status": final_status,
-                         "total": row.total, "final_key": final_key, "updated_at": state_store.utcnow()}
+                         "total": row.total, "final_key": final_key, "updated_at": utcnow()}
             if row.id in known:
                 moved_states.append(state_row)
             else:
@@ -233,7 +215,7 @@ def process_orders(
 
         commit_chunk(state, result, step="orders", stream=STREAM, cursor=stream.cursor_of(chunk[-1]),
                      items=outbox_items, letters=letters, touched=touched, run_id=run_id,
-                     also=lambda conn: _write_lifecycle(conn, new_states, moved_states))
+                     also=lambda conn: record_states(conn, new_states, moved_states))
         result.rows_read += len(chunk)
         if progress is not None:
             progress(len(chunk))

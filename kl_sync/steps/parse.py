@@ -18,7 +18,8 @@ from sqlalchemy import Engine, Row
 
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
-from kl_sync.state import store as state_store
+from kl_sync.state.cursors import get_cursor
+from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import (
     PROFILE_COLUMNS,
     BadRow,
@@ -103,10 +104,10 @@ def parse_log(
     tracked = dict(settings.log_metrics)
     stream = STREAMS[STREAM]
     with state.connect() as conn:
-        cursor = None if from_start else state_store.get_cursor(conn, STREAM)
+        cursor = None if from_start else get_cursor(conn, STREAM)
     for chunk in read_after(store, stream, cursor, chunk_size=settings.chunk_size, where=system_log.c.type.in_(list(tracked))):
         profiles = CustomerProfiles(load_customers(store, (row.customer_id for row in chunk), PROFILE_COLUMNS), tz)
-        items: list[state_store.OutboxItem] = []
+        items: list[OutboxItem] = []
         letters: list[dict[str, Any]] = []
         touched: list[int] = []
         for row in chunk:
@@ -119,7 +120,7 @@ def parse_log(
                 letters.append({"key": log_key(row.id), "step": "parse", "kind": KIND, "reason": str(exc),
                                 "original": dict(row._mapping)})
                 continue
-            items.append(state_store.OutboxItem(event["unique_id"], KIND, event))
+            items.append(OutboxItem(event["unique_id"], KIND, event))
             if row.customer_id is not None:
                 touched.append(row.customer_id)
         commit_chunk(state, result, step="parse", stream=STREAM, cursor=stream.cursor_of(chunk[-1]), items=items,

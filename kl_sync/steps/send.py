@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import socket
 from collections import deque
@@ -21,14 +20,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from kl_sync.chunks import chunks
 from kl_sync.payloads import EVENT_KINDS
 from kl_sync.retry import OUTBOX_RETRIES, Retries
-from kl_sync.state import store as state_store
-from kl_sync.state.store import ClaimedItem
-from kl_sync.state.tables import PENDING, outbox
+from kl_sync.state.codec import utcnow
+from kl_sync.state.dead_letters import mark_dead
+from kl_sync.state.outbox import ClaimedItem, claim, mark_retry, mark_sent, pending_rows, release
 from kl_sync.steps.common import StepResult
 
 #: Rows per bulk call. Each call is one checkpoint; 1,000 is Klaviyo's events-per-request limit.
@@ -116,7 +115,7 @@ def _record_outcomes(
     run_id: str | None,
     result: StepResult,
 ) -> None:
-    now = state_store.utcnow()
+    now = utcnow()
     sent: list[int] = []
     with state.begin() as conn:
         for item, outcome in zip(items, outcomes, strict=True):
@@ -126,20 +125,20 @@ def _record_outcomes(
                 if item.kind in EVENT_KINDS:
                     result.count_metric(item.payload.get("metric", "?"))
             elif outcome.status == "rejected":
-                state_store.mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id)
+                mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id)
                 result.dead_letters += 1
             else:
                 attempts = item.attempts + 1
                 if attempts >= retries.attempts:
                     dead = ClaimedItem(item.id, item.key, item.kind, item.payload, attempts)
-                    state_store.mark_dead(conn, dead, step="send", run_id=run_id,
+                    mark_dead(conn, dead, step="send", run_id=run_id,
                                           reason=f"gave up after {attempts} attempts: {outcome.reason}")
                     result.dead_letters += 1
                 else:
-                    state_store.mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
+                    mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
                                            next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)))
                     _count(result, "retries")
-        state_store.mark_sent(conn, sent, run_id=run_id)
+        mark_sent(conn, sent, run_id=run_id)
 
 
 def _family(kind: str) -> str:
@@ -171,7 +170,7 @@ def _prepare_batch(
 ) -> _Prepared:
     """Lease a batch, validate it (rows failing an expectation become dead letters at once) and build
     the request bodies of what passed."""
-    batch = _Prepared(state_store.claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
+    batch = _Prepared(claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
     if not batch.claimed:
         return batch
     by_kind: dict[str, list[ClaimedItem]] = {}
@@ -188,7 +187,7 @@ def _prepare_batch(
             for item in items:
                 if item.key in failures:
                     reason = "failed data-quality expectations: " + "; ".join(failures[item.key])
-                    state_store.mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
+                    mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
                     batch.quality_rejects += 1
                 else:
                     # The three event kinds share Klaviyo's bulk endpoint: pack them together.
@@ -205,7 +204,7 @@ def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
         return
     ids = [item.id for call in batch.calls for item in call.items]
     with state.begin() as conn:
-        state_store.release(conn, ids)
+        release(conn, ids)
 
 
 def _ramp(batch_size: int) -> list[int]:
@@ -279,7 +278,7 @@ def send_outbox(
                     except AuthError:
                         unfinished = [i.id for later in batch.calls[index:] for i in later.items]
                         with state.begin() as conn:
-                            state_store.release(conn, unfinished)
+                            release(conn, unfinished)
                         raise
                     _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id,
                                      result=result)
@@ -300,12 +299,10 @@ def preview_outbox(state: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
     from kl_sync.klaviyo import events, profiles, suppressions
 
     with state.connect() as conn:
-        rows = conn.execute(
-            select(outbox.c.key, outbox.c.kind, outbox.c.payload).where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit)
-        ).all()
+        rows = pending_rows(conn, limit=limit)
     previews = []
     for row in rows:
-        payload = json.loads(row.payload)
+        payload = row.payload
         if row.kind in EVENT_KINDS:
             body = events.build_event_body(payload)
         elif row.kind == "profile":
@@ -314,10 +311,3 @@ def preview_outbox(state: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
             body = suppressions.build_suppression_bodies([payload["email"]])[0].body
         previews.append({"key": row.key, "kind": row.kind, "body": body})
     return previews
-
-
-def pending_count(state: Engine) -> int:
-    from sqlalchemy import func
-
-    with state.connect() as conn:
-        return conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)).scalar_one()

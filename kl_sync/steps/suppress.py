@@ -15,7 +15,8 @@ from sqlalchemy import Engine, Row
 
 from kl_sync.payloads import SuppressionPayload
 from kl_sync.settings import Settings
-from kl_sync.state import store as state_store
+from kl_sync.state.outbox import OutboxItem, enqueue
+from kl_sync.state.touched import touched_customer_ids, untouch_customers
 from kl_sync.normalize import normalize_email
 from kl_sync.steps.common import StepResult, load_customers
 
@@ -48,7 +49,7 @@ def suppress_touched(
     result = StepResult("suppress")
     while True:
         with state.connect() as conn:
-            ids = state_store.touched_customer_ids(conn, limit=settings.chunk_size)
+            ids = touched_customer_ids(conn, limit=settings.chunk_size)
         if not ids:
             return result
         customers = load_customers(store, ids)
@@ -56,10 +57,10 @@ def suppress_touched(
         for customer in customers.values():
             payload = build_suppression(customer)
             if payload is not None:
-                items.append(state_store.OutboxItem(suppression_key(payload["email"]), KIND, payload))
+                items.append(OutboxItem(suppression_key(payload["email"]), KIND, payload))
         with state.begin() as conn:
-            new = state_store.enqueue(conn, items, run_id=run_id)
-            state_store.untouch_customers(conn, ids)
+            new = enqueue(conn, items, run_id=run_id)
+            untouch_customers(conn, ids)
         result.rows_read += len(ids)
         result.queued += len(new)
         result.details["checked_customers"] = result.rows_read

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from kl_sync.cli import main
 from kl_sync.db import make_engine
 from kl_sync.emulator import running_emulator
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.tables import PENDING, outbox
 from tests.reliability.helpers import make_store
 

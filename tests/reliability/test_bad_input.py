@@ -20,7 +20,7 @@ from kl_sync.emulator import running_emulator
 from kl_sync.pipeline import run_sync
 from kl_sync.settings import DEFAULT_LOG_METRICS
 from kl_sync.state.migrate import open_state
-from kl_sync.state import store as state_store
+from kl_sync import state as state_store
 from kl_sync.store.contract import customers, metadata, order_items, orders, system_log
 from tests.reliability.helpers import settings_for
 

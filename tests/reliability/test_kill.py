@@ -15,7 +15,7 @@ from sqlalchemy import func, inspect, select
 
 from kl_sync.db import make_engine
 from kl_sync.emulator import FaultSpec, running_emulator
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.tables import PENDING, outbox
 from tests.reliability.helpers import (
     BULK_EVENTS,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from kl_sync.emulator import running_emulator
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import SENT, outbox
 from tests.dbs import fresh_database

@@ -7,7 +7,7 @@ from sqlalchemy import inspect, select
 
 from kl_sync.cli import main
 from kl_sync.db import make_engine
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.migrate import current_revision, downgrade, head_revision, open_state, upgrade
 from kl_sync.state.tables import metadata, outbox
 

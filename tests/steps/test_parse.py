@@ -4,7 +4,7 @@ import json
 from sqlalchemy import select
 
 from kl_sync.settings import load_settings
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import outbox, touched_customers
 from kl_sync.steps.parse import parse_log

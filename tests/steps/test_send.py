@@ -9,7 +9,7 @@ from sqlalchemy import select
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.errors import AuthError
 from kl_sync.settings import load_settings
-from kl_sync.state import store as st
+from kl_sync import state as st
 from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import outbox
 from kl_sync.steps.orders import process_orders

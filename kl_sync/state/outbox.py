@@ -1,0 +1,200 @@
+"""The ``outbox`` table: one row per Klaviyo operation to make, under a deterministic key.
+
+Steps enqueue rows inside their chunk's transaction (a key already there is skipped, so every step
+is re-runnable); the sender claims due rows under a lease and marks each sent, due again, or dead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+
+from kl_sync.chunks import IN_LIST_SIZE, chunks
+from kl_sync.db import backend
+from kl_sync.state.codec import dumps, loads, utcnow
+from kl_sync.state.inserts import bound, existing, insert_ignoring_duplicates
+from kl_sync.state.tables import DEAD, PENDING, SENT, outbox
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+class ClaimedItem(NamedTuple):
+    id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def _items(conn: Connection, condition: Any, *, limit: int | None) -> list[ClaimedItem]:
+    """The rows meeting ``condition``, in queue order, their payloads decoded."""
+    query = select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
+    rows = conn.execute(query.where(condition).order_by(outbox.c.id).limit(limit)).all()
+    return [ClaimedItem(id_, key, kind, loads(payload), attempts) for id_, key, kind, payload, attempts in rows]
+
+
+_OUTBOX_COLUMNS = ("key", "kind", "payload", "status", "attempts", "next_attempt_at", "created_at", "run_id")
+
+
+def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> set[str]:
+    """Add outbox rows; a key already queued (or sent) is skipped, which makes every step re-runnable.
+
+    Returns the keys that were new."""
+    now = bound(conn, outbox.c.created_at, utcnow())
+    rows = [(item.key, item.kind, dumps(item.payload), PENDING, 0, now, now, run_id) for item in items]
+    return insert_ignoring_duplicates(conn, outbox, _OUTBOX_COLUMNS, rows, "key")
+
+
+def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` are already in the outbox (queued, sent or dead)."""
+    return existing(conn, outbox.c.key, keys)
+
+
+def _claimable(now: dt.datetime):
+    return and_(
+        outbox.c.status == PENDING,
+        outbox.c.next_attempt_at <= now,
+        or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at <= now),
+    )
+
+
+def claim(
+    engine: Engine,
+    *,
+    limit: int,
+    lease_seconds: int,
+    kinds: Sequence[str] | None = None,
+    owner: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[ClaimedItem]:
+    """Lease up to ``limit`` due pending rows to this worker, oldest first.
+
+    On PostgreSQL and MariaDB/MySQL the candidates are locked ``FOR UPDATE SKIP LOCKED`` so several
+    workers take disjoint batches without waiting on each other. On every backend the lease itself
+    is an UPDATE guarded by the claimable condition and stamped with a fresh token, and only the
+    rows carrying that token are returned: two workers can never hold the same row.
+    """
+    now = now or utcnow()
+    token = f"{owner or 'worker'}:{uuid.uuid4().hex[:16]}"[:64]
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    condition = _claimable(now)
+    if kinds:
+        condition = and_(condition, outbox.c.kind.in_(list(kinds)))
+    candidates = select(outbox.c.id).where(condition).order_by(outbox.c.id).limit(limit)
+    if backend(engine) in {"postgresql", "mysql"}:
+        candidates = candidates.with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        ids = list(conn.execute(candidates).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids), condition)
+            .values(lease_owner=token, lease_expires_at=expires)
+        )
+        return _items(conn, outbox.c.lease_owner == token, limit=None)
+
+
+def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:
+    now = utcnow()
+    for chunk in chunks(ids, IN_LIST_SIZE):
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(chunk))
+            .values(status=SENT, sent_at=now, lease_owner=None, lease_expires_at=None, last_error=None, run_id=run_id)
+        )
+
+
+def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, next_attempt_at: dt.datetime) -> None:
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item_id)
+        .values(
+            attempts=attempts,
+            last_error=error[:4000],
+            next_attempt_at=next_attempt_at,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def set_dead(conn: Connection, item: ClaimedItem, *, reason: str) -> None:
+    """Take a row out of the queue for good (its dead letter is written by ``dead_letters.mark_dead``)."""
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == item.id)
+        .values(status=DEAD, last_error=reason[:4000], lease_owner=None, lease_expires_at=None, attempts=item.attempts)
+    )
+
+
+def release(conn: Connection, ids: Sequence[int]) -> None:
+    """Hand leased rows back untouched (an auth error stops the run: nothing counts as attempted)."""
+    if ids:
+        conn.execute(
+            update(outbox).where(outbox.c.id.in_(list(ids))).values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+def requeue_dead(conn: Connection, keys: Sequence[str]) -> int:
+    """Put the dead rows with these keys back in the queue, due now, their attempts reset."""
+    now = utcnow()
+    requeued = 0
+    for chunk in chunks(keys, IN_LIST_SIZE):
+        requeued += conn.execute(
+            update(outbox)
+            .where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, last_error=None)
+        ).rowcount
+    return requeued
+
+
+def outbox_counts(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(outbox.c.kind, outbox.c.status, func.count().label("rows"))
+        .group_by(outbox.c.kind, outbox.c.status)
+        .order_by(outbox.c.kind, outbox.c.status)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def stuck_leases(conn: Connection, now: dt.datetime | None = None) -> int:
+    """Pending rows still under a lease that has already expired (a worker died holding them)."""
+    now = now or utcnow()
+    return conn.execute(
+        select(func.count())
+        .select_from(outbox)
+        .where(outbox.c.status == PENDING, outbox.c.lease_expires_at.is_not(None), outbox.c.lease_expires_at <= now)
+    ).scalar_one()
+
+
+def pending_count(conn: Connection) -> int:
+    """Rows still to send (due now or later)."""
+    return conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)).scalar_one()
+
+
+def pending_rows(conn: Connection, *, limit: int, after_id: int = 0) -> list[ClaimedItem]:
+    """Pending rows in queue order, without claiming them (previews and checks that send nothing)."""
+    return _items(conn, and_(outbox.c.status == PENDING, outbox.c.id > after_id), limit=limit)
+
+
+def iter_pending(engine: Engine, *, chunk_size: int) -> Iterator[list[ClaimedItem]]:
+    """Every pending row, ``chunk_size`` at a time, each page its own short read."""
+    after_id = 0
+    while True:
+        with engine.connect() as conn:
+            page = pending_rows(conn, limit=chunk_size, after_id=after_id)
+        if not page:
+            return
+        yield page
+        after_id = page[-1].id

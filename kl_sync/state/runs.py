@@ -1,0 +1,39 @@
+"""The ``runs`` table: every sync run, its steps, its outcome and its counts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from kl_sync.state.codec import dumps, utcnow
+from kl_sync.state.tables import runs
+
+
+def start_run(conn: Connection, *, steps: Sequence[str], dry_run: bool = False, run_id: str | None = None) -> str:
+    run_id = run_id or str(uuid.uuid4())
+    conn.execute(
+        insert(runs).values(id=run_id, started_at=utcnow(), status="running", steps=",".join(steps), dry_run=dry_run)
+    )
+    return run_id
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str, counts: dict[str, Any], error: str | None = None) -> None:
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(finished_at=utcnow(), status=status, counts=dumps(counts), error=error)
+    )
+
+
+def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit))
+    out = []
+    for r in rows:
+        row = dict(r._mapping)
+        row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
+        out.append(row)
+    return out
