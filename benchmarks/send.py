@@ -26,7 +26,7 @@ from benchmarks.outbox import bench_event, queue_events
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.events import build_event_body
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, WindowRateLimiter
-from kl_sync.pipeline import metric_names
+from kl_sync.kinds import metric_names
 from kl_sync.settings import load_settings
 from kl_sync.state.migrate import open_state
 from kl_sync.steps.send import quality_validator, send_outbox

@@ -20,7 +20,7 @@ def child(events: int, batch_size: int) -> dict[str, Any]:
     from benchmarks.outbox import bench_event, queue_events
     from kl_sync.klaviyo.client import KlaviyoClient
     from kl_sync.klaviyo.limits import WindowRateLimiter
-    from kl_sync.pipeline import metric_names
+    from kl_sync.kinds import metric_names
     from kl_sync.settings import load_settings
     from kl_sync.state.migrate import open_state
     from kl_sync.steps.send import quality_validator, send_outbox

@@ -24,7 +24,8 @@ from kl_sync.state.outbox import iter_pending, pending_count
 from kl_sync.state.runs import finish_run, start_run
 from kl_sync.state.migrate import open_state
 from kl_sync.steps.common import StepResult
-from kl_sync.steps.orders import CANCELLED, FULFILLED, ORDERED_PRODUCT, PLACED, process_orders
+from kl_sync.kinds import metric_names
+from kl_sync.steps.orders import process_orders
 from kl_sync.steps.parse import parse_log
 from kl_sync.progress import step_progress
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
@@ -42,15 +43,6 @@ def parse_steps(text: str | Sequence[str] | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     return [s for s in STEPS if s in names]
-
-
-def metric_names(settings: Settings) -> dict[str, set[str]]:
-    """The metrics each outbox kind may carry: the configured log metrics, Klaviyo's order metrics."""
-    return {
-        "log_event": set(settings.log_metrics.values()),
-        "order_event": {PLACED, CANCELLED, FULFILLED},
-        "ordered_product": {ORDERED_PRODUCT},
-    }
 
 
 def quality_rows(result: StepResult) -> list[dict[str, Any]]:

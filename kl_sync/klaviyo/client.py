@@ -58,9 +58,14 @@ USER_AGENT = f"kl-sync/{_version()}"
 _BODY_ENCODER = jsonlib.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def body_text(body: Any) -> str:
+    """A JSON body as text, exactly as :func:`encode_body` sends it (before UTF-8)."""
+    return _BODY_ENCODER.encode(body)
+
+
 def encode_body(body: Any) -> bytes:
     """The exact bytes sent for a JSON body. Batch builders measure sizes with this same function."""
-    return _BODY_ENCODER.encode(body).encode("utf-8")
+    return body_text(body).encode("utf-8")
 
 
 def copy_json(value: Any) -> Any:
@@ -416,6 +421,7 @@ __all__ = [
     "KlaviyoClient",
     "RequestRecord",
     "Response",
+    "body_text",
     "copy_json",
     "encode_body",
 ]

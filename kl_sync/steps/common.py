@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Row, select
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
+from kl_sync.kinds import kind_of
 from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload
 from kl_sync.state.cursors import set_cursor
@@ -129,7 +130,7 @@ def commit_chunk(
         touch_customers(conn, touched)
         set_cursor(conn, stream, cursor)
     for item in items:
-        if item.key in new_keys:
+        if item.key in new_keys and kind_of(item.kind).metrics is not None:
             result.count_metric(item.payload["metric"])
     result.queued += len(new_keys)
     result.dead_letters += len(letters)

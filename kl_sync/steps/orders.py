@@ -26,7 +26,7 @@ from sqlalchemy import Engine, Row, select
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.normalize import klaviyo_time
-from kl_sync.payloads import EventPayload
+from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state.codec import utcnow
 from kl_sync.state.cursors import get_cursor, parse_cursor_datetime
@@ -45,10 +45,8 @@ from kl_sync.store.contract import order_items
 from kl_sync.store.readers import STREAMS, read_after
 
 STREAM = "orders"
-PLACED, ORDERED_PRODUCT, CANCELLED, FULFILLED = "Placed Order", "Ordered Product", "Cancelled Order", "Fulfilled Order"
-ORDER_METRICS = (PLACED, ORDERED_PRODUCT, CANCELLED, FULFILLED)
 #: Store status -> the event that follows Placed Order.
-FINAL_EVENTS = {"Cancelled": (CANCELLED, "cancelled"), "Completed": (FULFILLED, "fulfilled")}
+FINAL_EVENTS = {"Cancelled": (CANCELLED_ORDER, "cancelled"), "Completed": (FULFILLED_ORDER, "fulfilled")}
 
 
 def _money(value: Decimal | float | int | None) -> float:
@@ -121,9 +119,9 @@ def build_order_events(
         }
 
     out: list[tuple[str, str, EventPayload]] = []
-    if PLACED in metrics:
+    if PLACED_ORDER in metrics:
         key = f"order:{o['id']}:placed"
-        out.append((key, "order_event", event(PLACED, key, o["created_at"], total, order_properties)))
+        out.append((key, "order_event", event(PLACED_ORDER, key, o["created_at"], total, order_properties)))
         for item, line in zip(items, lines, strict=True):
             i = item._mapping if isinstance(item, Row) else item
             key = f"order:{o['id']}:item:{i['id']}"
@@ -140,7 +138,7 @@ def events_due(store_status: str, known_status: str | None) -> list[str]:
     """Which metrics an order needs now, given what was already sent for it. Pure."""
     due: list[str] = []
     if known_status is None:
-        due.append(PLACED)
+        due.append(PLACED_ORDER)
         known_status = "Placed"
     if known_status == "Placed" and store_status in FINAL_EVENTS:
         due.append(FINAL_EVENTS[store_status][0])
@@ -205,7 +203,7 @@ def process_orders(
             outbox_items.extend(OutboxItem(key, kind, payload) for key, kind, payload in events)
             touched.append(row.customer_id)
             final_status = row.status if row.status in FINAL_EVENTS else "Placed"
-            final_key = next((k for k, kind, p in events if p["metric"] in (CANCELLED, FULFILLED)), None)
+            final_key = next((k for k, kind, p in events if p["metric"] in (CANCELLED_ORDER, FULFILLED_ORDER)), None)
             state_row = {"order_id": row.id, "customer_id": row.customer_id, "status": final_status,
                          "total": row.total, "final_key": final_key, "updated_at": utcnow()}
             if row.id in known:

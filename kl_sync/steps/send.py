@@ -23,17 +23,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from kl_sync.chunks import chunks
-from kl_sync.payloads import EVENT_KINDS
+from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of
 from kl_sync.retry import OUTBOX_RETRIES, Retries
 from kl_sync.state.codec import utcnow
 from kl_sync.state.dead_letters import mark_dead
 from kl_sync.state.outbox import ClaimedItem, claim, mark_retry, mark_sent, pending_rows, release
 from kl_sync.steps.common import StepResult
 
-#: Rows per bulk call. Each call is one checkpoint; 1,000 is Klaviyo's events-per-request limit.
-EVENTS_PER_CALL = 1000
-PROFILES_PER_CALL = 10_000
-SUPPRESSIONS_PER_CALL = 100
 #: Batches claimed, validated and built ahead of the one being sent. One keeps the sender fed; two
 #: measured no faster, as the preparing thread then competes longer with the sending one for the GIL.
 PREPARED_AHEAD = 1
@@ -48,7 +44,7 @@ def worker_name() -> str:
 
 
 def quality_validator(metric_names: Mapping[str, Collection[str]]) -> Validator:
-    """The default gate: the GX suites in ``expectations/`` (GX is imported on first use), with the
+    """The default gate: each kind's GX suite (GX is imported on first use), with the
     metric names each kind may carry."""
 
     def validate(kind: str, rows: Sequence[tuple[str, dict[str, Any]]]) -> Any:
@@ -75,30 +71,14 @@ class _Call:
     send: Callable[[Any], list[Any]]
 
 
-def _plan_calls(kind: str, items: list[ClaimedItem]) -> list[_Call]:
-    """Split one kind's items into bulk calls and build their request bodies now, so the thread
-    that sends only posts them."""
-    from kl_sync.klaviyo import events, profiles, suppressions
-
-    if kind in EVENT_KINDS or kind == "events":
-        # Sorting by profile packs each profile's events into one bulk-create entry.
-        ordered = sorted(items, key=lambda i: (i.payload.get("profile", {}).get("email") or "", i.id))
-        size, build, send = EVENTS_PER_CALL, events.build_event_bulk_bodies, events.send_events
-        inputs_of: Callable[[list[ClaimedItem]], list[Any]] = lambda chunk: [i.payload for i in chunk]
-    elif kind == "profile":
-        ordered = items
-        size, build, send = PROFILES_PER_CALL, profiles.build_profile_bulk_import_bodies, profiles.send_profiles
-        inputs_of = lambda chunk: [i.payload for i in chunk]
-    elif kind == "suppression":
-        ordered = items
-        size, build, send = SUPPRESSIONS_PER_CALL, suppressions.build_suppression_bodies, suppressions.send_suppressions
-        inputs_of = lambda chunk: [i.payload["email"] for i in chunk]
-    else:
-        raise ValueError(f"no Klaviyo operation for outbox kind {kind!r}")
+def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> list[_Call]:
+    """Split the items of one operation into bulk calls and build their request bodies now, so the
+    thread that sends only posts them."""
+    ordered = items if operation.order is None else sorted(items, key=operation.order)
     calls = []
-    for chunk in chunks(ordered, size):
-        inputs = inputs_of(chunk)
-        calls.append(_Call(chunk, functools.partial(_send_built, send, inputs, build(inputs))))
+    for chunk in chunks(ordered, operation.items_per_request):
+        inputs = [operation.input_of(item.payload) for item in chunk]
+        calls.append(_Call(chunk, functools.partial(_send_built, operation.send, inputs, operation.build(inputs))))
     return calls
 
 
@@ -121,8 +101,9 @@ def _record_outcomes(
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status == "sent":
                 sent.append(item.id)
-                _count(result, f"sent_{_family(item.kind)}")
-                if item.kind in EVENT_KINDS:
+                kind = kind_of(item.kind)
+                _count(result, f"sent_{kind.operation.name}")
+                if kind.metrics is not None:
                     result.count_metric(item.payload.get("metric", "?"))
             elif outcome.status == "rejected":
                 mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id)
@@ -139,10 +120,6 @@ def _record_outcomes(
                                            next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)))
                     _count(result, "retries")
         mark_sent(conn, sent, run_id=run_id)
-
-
-def _family(kind: str) -> str:
-    return "events" if kind in EVENT_KINDS else {"profile": "profiles", "suppression": "suppressions"}.get(kind, kind)
 
 
 def _count(result: StepResult, name: str, n: int = 1) -> None:
@@ -176,7 +153,7 @@ def _prepare_batch(
     by_kind: dict[str, list[ClaimedItem]] = {}
     for item in batch.claimed:
         by_kind.setdefault(item.kind, []).append(item)
-    passing: dict[str, list[ClaimedItem]] = {}
+    passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:
         for kind, items in by_kind.items():
             failures: dict[str, list[str]] = {}
@@ -190,9 +167,9 @@ def _prepare_batch(
                     mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
                     batch.quality_rejects += 1
                 else:
-                    # The three event kinds share Klaviyo's bulk endpoint: pack them together.
-                    passing.setdefault("events" if kind in EVENT_KINDS else kind, []).append(item)
-    batch.calls = [call for kind, items in passing.items() for call in _plan_calls(kind, items)]
+                    # Kinds that share an operation share its requests (the three event kinds).
+                    passing.setdefault(kind_of(kind).operation, []).append(item)
+    batch.calls = [call for operation, items in passing.items() for call in _plan_calls(operation, items)]
     return batch
 
 
@@ -212,7 +189,8 @@ def _ramp(batch_size: int) -> list[int]:
     request goes out as soon as 1,000 rows are ready instead of waiting for a whole batch to be
     claimed, validated and built (benchmarks/README.md, benchmark 1). Every batch costs one GX
     validation (~0.13 s whatever its size), so the ramp is short (benchmark 6)."""
-    return [size for size in (EVENTS_PER_CALL, 4 * EVENTS_PER_CALL) if size < batch_size]
+    first = EVENTS.items_per_request
+    return [size for size in (first, 4 * first) if size < batch_size]
 
 
 def send_outbox(
@@ -238,7 +216,7 @@ def send_outbox(
     from kl_sync.klaviyo.errors import AuthError
 
     result = StepResult("send")
-    for name in ("sent_events", "sent_profiles", "sent_suppressions", "retries"):
+    for name in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries"):
         result.details[name] = 0
     batches = 0
     owner = owner or worker_name()
@@ -296,18 +274,6 @@ def send_outbox(
 def preview_outbox(state: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
     """The request bodies the next send would make, built from pending rows without claiming them
     (``--dry-run``)."""
-    from kl_sync.klaviyo import events, profiles, suppressions
-
     with state.connect() as conn:
         rows = pending_rows(conn, limit=limit)
-    previews = []
-    for row in rows:
-        payload = row.payload
-        if row.kind in EVENT_KINDS:
-            body = events.build_event_body(payload)
-        elif row.kind == "profile":
-            body = profiles.build_profile_import_body(payload)
-        else:
-            body = suppressions.build_suppression_bodies([payload["email"]])[0].body
-        previews.append({"key": row.key, "kind": row.kind, "body": body})
-    return previews
+    return [{"key": row.key, "kind": row.kind, "body": kind_of(row.kind).operation.preview(row.payload)} for row in rows]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kl_sync import quality
-from kl_sync.payloads import OUTBOX_KINDS
+from kl_sync.kinds import OUTBOX_KINDS
 
 
 def test_every_outbox_kind_has_a_suite() -> None:

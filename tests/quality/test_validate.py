@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kl_sync import quality
-from kl_sync.payloads import EVENT_KINDS, OUTBOX_KINDS
+from kl_sync.kinds import EVENT_KINDS, OUTBOX_KINDS
 from tests.quality import samples
 
 GOOD_ROWS = 12

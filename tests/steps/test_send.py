@@ -18,7 +18,7 @@ from kl_sync.steps.send import quality_validator, send_outbox
 from kl_sync.steps.suppress import suppress_touched
 from kl_sync.store.generate import generate_store
 from kl_sync.db import make_engine
-from kl_sync.pipeline import metric_names
+from kl_sync.kinds import metric_names
 
 END = dt.datetime(2026, 11, 1, 12, 0)
 

@@ -1,0 +1,212 @@
+"""Outbox kinds as data: what each kind of outbox row IS, declared once.
+
+A :class:`Kind` names its payload shape (:mod:`kl_sync.payloads`), its Great Expectations suite
+(``kl_sync/expectations/<kind>.json``), the columns that suite sees (its flattener), the metrics it may
+carry (a function of the settings), and the :class:`Operation` that sends it. An operation is one
+Klaviyo bulk endpoint: its limits (items per request, rate windows) come from the one table of
+Klaviyo limits, :data:`~kl_sync.klaviyo.limits.ENDPOINT_LIMITS`; its body builder and sender from the
+endpoint's resource module in :mod:`kl_sync.klaviyo`. Kinds that name the same operation share its
+requests: the three event kinds go out together through bulk event creation.
+
+The sender, the quality gate, the pipeline and the dry-run preview read this registry; none of them
+knows a kind by name. A new kind is a :class:`Kind` here (and an :class:`Operation` when it needs a new
+endpoint), its suite file, and its builder and sender in ``klaviyo/``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kl_sync.klaviyo import events, profiles, suppressions
+from kl_sync.klaviyo.batches import Batch, ItemOutcome
+from kl_sync.klaviyo.client import body_text
+from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits
+from kl_sync.payloads import (
+    CANCELLED_ORDER,
+    FULFILLED_ORDER,
+    ORDERED_PRODUCT,
+    PLACED_ORDER,
+    EventPayload,
+    ProfilePayload,
+    SuppressionPayload,
+    UnflattenablePayload,
+    json_type,
+    object_field,
+)
+
+if TYPE_CHECKING:
+    from kl_sync.settings import Settings
+    from kl_sync.state.outbox import ClaimedItem
+
+#: Where the suites live: ``<kind>.json`` each, shipped inside the package.
+SUITES_DIR = Path(__file__).resolve().parent / "expectations"
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+def _payload(payload: dict[str, Any]) -> Any:
+    return payload
+
+
+def _email(payload: dict[str, Any]) -> Any:
+    return payload["email"]
+
+
+def _by_profile(item: ClaimedItem) -> tuple[str, int]:
+    """Sorting by profile packs each profile's events into one bulk-create entry."""
+    return (item.payload.get("profile", {}).get("email") or "", item.id)
+
+
+@dataclass(frozen=True, eq=False)
+class Operation:
+    """One Klaviyo bulk endpoint the sender calls, and how outbox rows become its requests."""
+
+    #: The run summary counts the rows it delivered as ``sent_<name>``.
+    name: str
+    endpoint: EndpointLimits
+    #: What the builder and the sender take from one payload (the payload itself, or its e-mail).
+    input_of: Callable[[dict[str, Any]], Any]
+    #: Inputs -> request bodies, each within the endpoint's limits (pure).
+    build: Callable[[Sequence[Any]], list[Batch]]
+    #: (client, inputs, batches=the built bodies) -> one outcome per input.
+    send: Callable[..., list[ItemOutcome]]
+    #: One payload -> the body a dry run shows.
+    preview: Callable[[dict[str, Any]], dict[str, Any]]
+    #: Sort key of a batch's rows before they are cut into requests; None keeps queue order.
+    order: Callable[[ClaimedItem], Any] | None = None
+
+    @property
+    def items_per_request(self) -> int:
+        return self.endpoint.max_items or 1
+
+
+EVENTS = Operation(
+    "events", ENDPOINT_LIMITS["bulk_create_events"], _payload,
+    events.build_event_bulk_bodies, events.send_events, events.build_event_body, order=_by_profile,
+)
+PROFILES = Operation(
+    "profiles", ENDPOINT_LIMITS["bulk_import_profiles"], _payload,
+    profiles.build_profile_bulk_import_bodies, profiles.send_profiles, profiles.build_profile_import_body,
+)
+SUPPRESSIONS = Operation(
+    "suppressions", ENDPOINT_LIMITS["bulk_suppress_profiles"], _email,
+    suppressions.build_suppression_bodies, suppressions.send_suppressions,
+    lambda payload: suppressions.build_suppression_bodies([payload["email"]])[0].body,
+)
+OPERATIONS: tuple[Operation, ...] = (EVENTS, PROFILES, SUPPRESSIONS)
+
+
+# ----------------------------------------------------------------------------- flatteners
+
+
+def event_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event's suite checks: its profile's e-mail and Status, metric, time, ids, value, counts."""
+    properties = object_field(payload, "properties")
+    profile = object_field(payload, "profile")
+    profile_properties = object_field(profile, "properties", "profile.")
+    time = payload.get("time")
+    value = payload.get("value")
+    number = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise UnflattenablePayload(f"value {value} is too large for a number") from None
+    items = properties.get("Items")
+    return {
+        "email": profile.get("email"),
+        "metric": payload.get("metric"),
+        "time": time,
+        "time_text": time if isinstance(time, str) else None,
+        "unique_id": payload.get("unique_id"),
+        "unique_id_type": json_type(payload.get("unique_id")),
+        "backfill_type": json_type(payload.get("backfill")),
+        "value": number,
+        "value_type": json_type(value),
+        "value_currency": payload.get("value_currency"),
+        "property_count": len(properties),
+        "status": profile_properties.get("Status"),
+        "order_id": properties.get("OrderId"),
+        "product_id": properties.get("ProductID"),
+        "items_json": None if items is None else body_text(items),
+    }
+
+
+def profile_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a profile's suite checks: e-mail, Status, property count, and its size as sent."""
+    properties = object_field(payload, "properties")
+    return {
+        "email": payload.get("email"),
+        "status": properties.get("Status"),
+        "property_count": len(properties),
+        "payload_bytes": len(body_text(payload).encode("utf-8", "surrogatepass")),
+    }
+
+
+def email_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a suppression's suite checks: its e-mail."""
+    return {"email": payload.get("email")}
+
+
+# ----------------------------------------------------------------------------- kinds
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of outbox row."""
+
+    name: str
+    #: The payload's shape (a TypedDict of :mod:`kl_sync.payloads`).
+    payload: type
+    operation: Operation
+    #: The flattener: one payload -> the columns its suite checks (raises UnflattenablePayload).
+    columns: Callable[[Mapping[str, Any]], dict[str, Any]]
+    #: The metric names its payloads may carry, from the settings; None for a kind with no metric.
+    metrics: Callable[[Settings], frozenset[str]] | None = None
+
+    @property
+    def suite(self) -> Path:
+        """Its Great Expectations suite."""
+        return SUITES_DIR / f"{self.name}.json"
+
+
+def _log_metrics(settings: Settings) -> frozenset[str]:
+    return frozenset(settings.log_metrics.values())
+
+
+def _fixed(*names: str) -> Callable[[Settings], frozenset[str]]:
+    return lambda settings: frozenset(names)
+
+
+KINDS: Mapping[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("log_event", EventPayload, EVENTS, event_columns, _log_metrics),
+        Kind("order_event", EventPayload, EVENTS, event_columns, _fixed(PLACED_ORDER, CANCELLED_ORDER, FULFILLED_ORDER)),
+        Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT)),
+        Kind("profile", ProfilePayload, PROFILES, profile_columns),
+        Kind("suppression", SuppressionPayload, SUPPRESSIONS, email_columns),
+    )
+}
+OUTBOX_KINDS: tuple[str, ...] = tuple(KINDS)
+#: The kinds sent as Klaviyo events (for code that must tell an event's payload from a profile's).
+EVENT_KINDS: tuple[str, ...] = tuple(name for name, kind in KINDS.items() if kind.operation is EVENTS)
+
+
+def kind_of(name: str) -> Kind:
+    """The registered kind called ``name``; ValueError naming the known ones otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown outbox kind {name!r} (known: {', '.join(OUTBOX_KINDS)})") from None
+
+
+def metric_names(settings: Settings) -> dict[str, frozenset[str]]:
+    """The metrics each kind that carries one may carry: the configured log metrics, Klaviyo's order
+    metrics."""
+    return {name: kind.metrics(settings) for name, kind in KINDS.items() if kind.metrics is not None}

@@ -1,0 +1,112 @@
+"""Validation: a batch of one kind against its suite, every row passed or failed with the names of
+the expectations it broke."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from kl_sync.kinds import kind_of
+from kl_sync.quality.flatten import flatten_batch
+from kl_sync.quality.report import UNFLATTENABLE, QualityReport
+from kl_sync.quality.suites import QualitySuiteError, engine, expectation_name
+
+#: Klaviyo accepts event times up to one year ahead; the suites get ``now + TIME_HORIZON``.
+TIME_HORIZON = dt.timedelta(days=365)
+
+
+def _raised(result: Any) -> str | None:
+    """The message of an exception GX caught while running one expectation, if it caught one."""
+    info = result.exception_info or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "unknown error")
+    return None
+
+
+def _unexpected(kind: str, result: Any) -> tuple[str, list[int]]:
+    """(expectation name, positions of the unexpected rows) of one expectation result; raise if it did not run."""
+    config = result.expectation_config
+    name = expectation_name(config.type, config.kwargs)
+    message = _raised(result)
+    if message is not None:
+        raise QualitySuiteError(f"{kind}: {name} could not run: {message}")
+    entries = result.result.get("unexpected_index_list") or []
+    if not result.success and not entries:
+        # A failure that names no row (an aggregate check) cannot become a per-row verdict.
+        raise QualitySuiteError(f"{kind}: {name} failed without naming the rows that broke it")
+    return name, [int(position) for position in entries]
+
+
+def validate_batch(
+    kind: str,
+    rows: Sequence[tuple[str, Any]],
+    *,
+    metric_names: Collection[str],
+    now: dt.datetime | None = None,
+    suites_dir: Path | None = None,
+) -> QualityReport:
+    """Check ``(key, payload)`` rows of one outbox kind against its suite (``kl_sync/expectations/<kind>.json``).
+
+    ``metric_names`` is the configured set of metric names for this kind (unused by the profile and
+    suppression suites); ``now`` (tz-aware, default: the current time) bounds how far ahead an event
+    time may be; ``suites_dir`` replaces :data:`SUITES_DIR`. Raises :class:`QualitySuiteError` when a
+    suite cannot be loaded or run, never for bad data: bad data is what the report is for.
+    """
+    carries_metrics = kind_of(kind).metrics is not None
+    names_allowed = sorted({str(name) for name in metric_names})
+    if carries_metrics and not names_allowed:
+        raise ValueError(f"metric_names is empty: every {kind} row would fail; pass the configured metric names")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    parameters = {"metric_names": names_allowed, "latest_time": (now + TIME_HORIZON).isoformat()}
+
+    import numpy as np
+    import pandas as pd
+
+    batch = flatten_batch(kind, rows)
+    keys = [key for key, _ in rows]
+    failed = {key: [f"{UNFLATTENABLE}: {reason}"] for key, reason in batch.unflattenable.items()}
+    gx = engine(suites_dir)
+    plan = gx.kinds[kind]
+    by_name: dict[str, set[str]] = {name: set() for name in plan.names}
+    validations: list[Any] = []
+    frame = batch.frame
+    if len(frame):
+        frame_keys = frame["key"].to_numpy(dtype=object)
+        with gx.lock:
+            result = gx.run(plan.rows, frame, parameters)
+        validations.append(result)
+        for expectation_result in result.results:
+            name, positions = _unexpected(kind, expectation_result)
+            by_name[name].update(frame_keys[positions])
+        for column, suite in plan.distinct.items():
+            codes, distinct = frame[column].factorize()  # nulls get code -1: not checked, as GX skips nulls
+            if not len(distinct):
+                continue
+            with gx.lock:
+                result = gx.run(suite, pd.DataFrame({column: distinct}), parameters)
+            validations.append(result)
+            for expectation_result in result.results:
+                name, positions = _unexpected(kind, expectation_result)
+                by_name[name].update(frame_keys[np.isin(codes, positions)])
+
+    for name in plan.names:  # suite order, so every row lists its failures the same way
+        for key in by_name[name]:
+            failed.setdefault(key, []).append(name)
+    failures = {key: failed[key] for key in dict.fromkeys(keys) if key in failed}
+    by_expectation = {name: len(by_name[name]) for name in plan.names}
+    if batch.unflattenable:
+        by_expectation[UNFLATTENABLE] = len(batch.unflattenable)
+    return QualityReport(
+        kind=kind,
+        rows=len(rows),
+        failures=failures,
+        passed_keys=[key for key in keys if key not in failed],
+        by_expectation=by_expectation,
+        validations=tuple(validations),
+    )
