@@ -25,13 +25,26 @@ from kl_sync.state.runs import finish_run, start_run
 from kl_sync.state.migrate import open_state
 from kl_sync.steps.common import StepResult
 from kl_sync.kinds import metric_names
-from kl_sync.steps.orders import process_orders
-from kl_sync.steps.parse import parse_log
+from kl_sync.steps.orders import ORDERS
+from kl_sync.steps.parse import PARSE
 from kl_sync.progress import step_progress
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
-from kl_sync.steps.suppress import suppress_touched
+from kl_sync.steps.stream import StreamStep, run_stream
+from kl_sync.steps.suppress import SUPPRESS
 
-STEPS = ("parse", "orders", "suppress", "send")
+#: The store-reading steps, declared streams, in pipeline order; send follows them.
+STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, SUPPRESS)}
+STEPS = (*STORE_STEPS, "send")
+
+
+def step_for_key(key: str) -> StreamStep:
+    """The step whose rows have this outbox or dead-letter key (``log:…``, ``order:…``, ``suppress:…``):
+    the one that can rebuild it from the store."""
+    prefix = key.partition(":")[0]
+    for step in STORE_STEPS.values():
+        if step.key_prefix == prefix:
+            return step
+    raise ValueError(f"no step writes keys like {key!r} (known: {', '.join(s.key_prefix + ':' for s in STORE_STEPS.values())})")
 
 
 def parse_steps(text: str | Sequence[str] | None) -> list[str]:
@@ -123,22 +136,12 @@ def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str
     return run.counts()
 
 
-# The store-reading steps: (function, progress label). Each takes (store, state, settings, …).
-_STORE_STEPS = {
-    "parse": (parse_log, "parse: log rows"),
-    "orders": (process_orders, "orders: changed orders"),
-    "suppress": (suppress_touched, "suppress: customers"),
-}
-
-
 def run_step(run: SyncRun, step: str) -> StepResult:
-    """Run one of parse, orders, suppress for this run (send needs a client: :func:`run_send`)."""
-    function, label = _STORE_STEPS[step]
-    options: dict[str, Any] = {"run_id": run.run_id}
-    if step != "suppress":
-        options["from_start"] = run.from_start
-    with step_progress(label) as progress:
-        result = function(run.store, run.state, run.settings, progress=progress, **options)
+    """Run one of the store-reading steps for this run (send needs a client: :func:`run_send`)."""
+    declared = STORE_STEPS[step]
+    with step_progress(f"{declared.name}: {declared.progress_label}") as progress:
+        result = run_stream(declared, run.store, run.state, run.settings, from_start=run.from_start,
+                            run_id=run.run_id, progress=progress)
     run.results[step] = result
     return result
 

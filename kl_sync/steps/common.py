@@ -1,24 +1,16 @@
-"""What the steps share: the customer's current profile, bad rows, the chunk commit, step results."""
+"""What the steps share: the customer's current profile, bad rows, step results."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Row
 
-from kl_sync.chunks import IN_LIST_SIZE, chunks
-from kl_sync.kinds import kind_of
 from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload
-from kl_sync.state.cursors import set_cursor
-from kl_sync.state.dead_letters import add_dead_letters, dead_letter_keys
-from kl_sync.state.outbox import enqueue
-from kl_sync.state.touched import touch_customers
-from kl_sync.store.contract import customers
 
 
 class BadRow(ValueError):
@@ -87,53 +79,8 @@ PROFILE_COLUMNS = ("id", "email", "first_name", "last_name", "schedule", "status
                    "has_filled_out_profile")
 
 
-def load_customers(store: Engine, ids: Iterable[int | None], columns: Sequence[str] | None = None) -> dict[int, Row[Any]]:
-    """The current rows of these customers (all columns, or ``columns``), in one query per 1,000 ids."""
-    wanted = sorted({i for i in ids if i is not None})
-    query = select(*(customers.c[name] for name in columns)) if columns else select(customers)
-    found: dict[int, Row[Any]] = {}
-    with store.connect() as conn:
-        for chunk in chunks(wanted, IN_LIST_SIZE):
-            for row in conn.execute(query.where(customers.c.id.in_(chunk))):
-                found[row.id] = row
-    return found
-
-
 def is_backfill(event_time: dt.datetime, now: dt.datetime, backfill_after: dt.timedelta) -> bool:
     return event_time < now - backfill_after
-
-
-def commit_chunk(
-    state: Engine,
-    result: StepResult,
-    *,
-    step: str,
-    stream: str,
-    cursor: Sequence[Any],
-    items: Sequence[Any],
-    letters: list[dict[str, Any]],
-    touched: Iterable[int],
-    run_id: str | None,
-    also: Callable[[Connection], None] | None = None,
-) -> None:
-    """Commit one chunk of a store-reading step in ONE transaction: its outbox rows, its dead letters,
-    the customers it touched, anything ``also`` writes (order lifecycle), and the cursor past the
-    chunk. A crash before the commit repeats the chunk; after it, nothing of it is redone."""
-    with state.begin() as conn:
-        new_keys = enqueue(conn, items, run_id=run_id)
-        # A re-read (--from-start, the orders lookback) must not dead-letter the same row twice.
-        known = dead_letter_keys(conn, [d["key"] for d in letters], step=step)
-        letters = [d for d in letters if d["key"] not in known]
-        add_dead_letters(conn, letters, run_id=run_id)
-        if also is not None:
-            also(conn)
-        touch_customers(conn, touched)
-        set_cursor(conn, stream, cursor)
-    for item in items:
-        if item.key in new_keys and kind_of(item.kind).metrics is not None:
-            result.count_metric(item.payload["metric"])
-    result.queued += len(new_keys)
-    result.dead_letters += len(letters)
 
 
 @dataclass

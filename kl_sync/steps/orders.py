@@ -9,9 +9,10 @@ matched, one query per chunk, against the lifecycle state kl-sync keeps for ever
 - an order already sent as Placed that is now ``Cancelled`` gets **Cancelled Order**, one now
   ``Completed`` (billing succeeded, not delivered) gets **Fulfilled Order**, at its ``updated_at``.
 
-The lifecycle rows, outbox rows, dead letters, touched customers and cursor commit in one
-transaction per chunk. Every key is deterministic (``order:<id>:placed``, ``order:<id>:item:<item>``,
-``order:<id>:cancelled``, ``order:<id>:fulfilled``), so a re-run never doubles an event.
+The step is a declared stream (:data:`ORDERS`, run by :mod:`kl_sync.steps.stream`): the lifecycle
+rows, outbox rows, dead letters, touched customers and cursor commit in one transaction per chunk.
+Every key is deterministic (``order:<id>:placed``, ``order:<id>:item:<item>``, ``order:<id>:cancelled``,
+``order:<id>:fulfilled``), so a re-run never doubles an event.
 """
 
 from __future__ import annotations
@@ -22,29 +23,20 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Connection, Engine, Row
 
-from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.normalize import klaviyo_time
 from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload
 from kl_sync.settings import Settings
 from kl_sync.state.codec import utcnow
-from kl_sync.state.cursors import get_cursor, parse_cursor_datetime
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import OutboxItem
-from kl_sync.steps.common import (
-    PROFILE_COLUMNS,
-    BadRow,
-    StepResult,
-    commit_chunk,
-    is_backfill,
-    load_customers,
-    profile_of,
-)
-from kl_sync.store.contract import order_items
-from kl_sync.store.readers import STREAMS, read_after
+from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, StepResult, is_backfill, profile_of
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, lookback, run_stream
+from kl_sync.store.readers import customers_by_id, order_items_by_order
 
 STREAM = "orders"
+KEY_PREFIX = "order"
 #: Store status -> the event that follows Placed Order.
 FINAL_EVENTS = {"Cancelled": (CANCELLED_ORDER, "cancelled"), "Completed": (FULFILLED_ORDER, "fulfilled")}
 
@@ -145,14 +137,51 @@ def events_due(store_status: str, known_status: str | None) -> list[str]:
     return due
 
 
-def _load_items(store: Engine, order_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
-    found: dict[int, list[Row[Any]]] = {oid: [] for oid in order_ids}
-    with store.connect() as conn:
-        for chunk in chunks(order_ids, IN_LIST_SIZE):
-            query = select(order_items).where(order_items.c.order_id.in_(chunk)).order_by(order_items.c.id)
-            for row in conn.execute(query):
-                found[row.order_id].append(row)
-    return found
+def _prepare(context: StepContext, rows: list[Row[Any]]) -> RowBuilder:
+    """What the chunk's orders need (their known lifecycle, and for those with an event due, their
+    lines and customers); the builder of one order's events and lifecycle row."""
+    settings, tz = context.settings, context.settings.tz
+    with context.state.connect() as conn:
+        known = known_states(conn, [row.id for row in rows])
+    changed = [row for row in rows if events_due(row.status, known.get(row.id))]
+    items_by_order = order_items_by_order(context.store, [row.id for row in changed])
+    customers = customers_by_id(context.store, (row.customer_id for row in changed), PROFILE_COLUMNS)
+
+    def build(row: Row[Any]) -> Built:
+        due = events_due(row.status, known.get(row.id))
+        if not due:
+            return Built()
+        events = build_order_events(
+            row, items_by_order[row.id], customers.get(row.customer_id), metrics=due, tz=tz, now=context.now,
+            backfill_after=settings.backfill_after, currency=settings.value_currency,
+        )
+        final_status = row.status if row.status in FINAL_EVENTS else "Placed"
+        final_key = next((k for k, kind, p in events if p["metric"] in (CANCELLED_ORDER, FULFILLED_ORDER)), None)
+        lifecycle = {"order_id": row.id, "customer_id": row.customer_id, "status": final_status,
+                     "total": row.total, "final_key": final_key, "updated_at": utcnow()}
+        if row.id not in known:
+            lifecycle["placed_key"] = f"{KEY_PREFIX}:{row.id}:placed"
+        return Built([OutboxItem(key, kind, payload) for key, kind, payload in events], (row.customer_id,), lifecycle)
+
+    return build
+
+
+def _record(conn: Connection, lifecycles: list[dict[str, Any]]) -> None:
+    """An order seen for the first time gets its lifecycle row (with its Placed key); a known one moves on."""
+    record_states(conn, [row for row in lifecycles if "placed_key" in row],
+                  [row for row in lifecycles if "placed_key" not in row])
+
+
+#: Process Orders: orders changed since the cursor (with a lookback), their lifecycle events.
+ORDERS = StreamStep(
+    name="orders",
+    source=StoreStream(STREAM, rewind=lookback(lambda settings: settings.orders_lookback)),
+    kinds=("order_event", "ordered_product"),
+    key_prefix=KEY_PREFIX,
+    prepare=_prepare,
+    record=_record,
+    progress_label="changed orders",
+)
 
 
 def process_orders(
@@ -165,56 +194,5 @@ def process_orders(
     now: dt.datetime | None = None,
     progress: Any = None,
 ) -> StepResult:
-    result = StepResult("orders")
-    tz = settings.tz
-    now = now or dt.datetime.now(dt.UTC)
-    stream = STREAMS[STREAM]
-    with state.connect() as conn:
-        cursor = None if from_start else get_cursor(conn, STREAM)
-    if cursor is not None:
-        # Re-read a window before the cursor: an order updated within the same second as the cursor
-        # row, or whose transaction committed late, would otherwise be skipped for good. Re-reading
-        # is harmless — the lifecycle state says nothing is due for an order already acted on.
-        since = parse_cursor_datetime(cursor[0]) - settings.orders_lookback
-        cursor = [since, -1]
-    for chunk in read_after(store, stream, cursor, chunk_size=settings.chunk_size):
-        ids = [row.id for row in chunk]
-        with state.connect() as conn:
-            known = known_states(conn, ids)
-        changed = [row for row in chunk if events_due(row.status, known.get(row.id))]
-        items_by_order = _load_items(store, [row.id for row in changed])
-        customers = load_customers(store, (row.customer_id for row in changed), PROFILE_COLUMNS)
-        outbox_items: list[OutboxItem] = []
-        letters: list[dict[str, Any]] = []
-        touched: list[int] = []
-        new_states: list[dict[str, Any]] = []
-        moved_states: list[dict[str, Any]] = []
-        for row in changed:
-            due = events_due(row.status, known.get(row.id))
-            try:
-                events = build_order_events(
-                    row, items_by_order[row.id], customers.get(row.customer_id), metrics=due, tz=tz, now=now,
-                    backfill_after=settings.backfill_after, currency=settings.value_currency,
-                )
-            except BadRow as exc:
-                letters.append({"key": f"order:{row.id}", "step": "orders", "kind": "order_event", "reason": str(exc),
-                                "original": dict(row._mapping)})
-                continue
-            outbox_items.extend(OutboxItem(key, kind, payload) for key, kind, payload in events)
-            touched.append(row.customer_id)
-            final_status = row.status if row.status in FINAL_EVENTS else "Placed"
-            final_key = next((k for k, kind, p in events if p["metric"] in (CANCELLED_ORDER, FULFILLED_ORDER)), None)
-            state_row = {"order_id": row.id, "customer_id": row.customer_id, "status": final_status,
-                         "total": row.total, "final_key": final_key, "updated_at": utcnow()}
-            if row.id in known:
-                moved_states.append(state_row)
-            else:
-                new_states.append({**state_row, "placed_key": f"order:{row.id}:placed"})
-
-        commit_chunk(state, result, step="orders", stream=STREAM, cursor=stream.cursor_of(chunk[-1]),
-                     items=outbox_items, letters=letters, touched=touched, run_id=run_id,
-                     also=lambda conn: record_states(conn, new_states, moved_states))
-        result.rows_read += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-    return result
+    """Queue the events of every order changed since the cursor (or of every order, ``from_start``)."""
+    return run_stream(ORDERS, store, state, settings, from_start=from_start, run_id=run_id, now=now, progress=progress)

@@ -4,7 +4,8 @@ Each event carries the log entry's own time (with the store's offset), ``unique_
 key ``log:<id>``, the row's message and data as properties, and the customer's CURRENT profile. Old
 events go with ``backfill: true`` so an initial sync of years of history fires no Klaviyo flows.
 A row that cannot become a valid event is dead-lettered with its reason; the cursor moves past it.
-Each chunk's outbox rows, dead letters, touched customers and cursor commit in one transaction.
+The step is a declared stream (:data:`PARSE`, run by :mod:`kl_sync.steps.stream`): each chunk's
+outbox rows, dead letters, touched customers and cursor commit in one transaction.
 """
 
 from __future__ import annotations
@@ -16,29 +17,22 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Row
 
+from kl_sync.normalize import normalize_email
 from kl_sync.payloads import EventPayload
 from kl_sync.settings import Settings
-from kl_sync.state.cursors import get_cursor
 from kl_sync.state.outbox import OutboxItem
-from kl_sync.steps.common import (
-    PROFILE_COLUMNS,
-    BadRow,
-    CustomerProfiles,
-    StepResult,
-    commit_chunk,
-    is_backfill,
-    load_customers,
-)
-from kl_sync.normalize import normalize_email
+from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, StepResult, is_backfill
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, run_stream
 from kl_sync.store.contract import system_log
-from kl_sync.store.readers import STREAMS, read_after
+from kl_sync.store.readers import customers_by_id
 
 STREAM = "system_log"
 KIND = "log_event"
+KEY_PREFIX = "log"
 
 
 def log_key(log_id: int) -> str:
-    return f"log:{log_id}"
+    return f"{KEY_PREFIX}:{log_id}"
 
 
 def _log_data(row: Row[Any]) -> dict[str, Any]:
@@ -87,6 +81,31 @@ def build_log_event(
     }
 
 
+def _prepare(context: StepContext, rows: list[Row[Any]]) -> RowBuilder:
+    """The chunk's customers, each profile built once; the builder of one log row's event."""
+    settings, tz = context.settings, context.settings.tz
+    profiles = CustomerProfiles(customers_by_id(context.store, (row.customer_id for row in rows), PROFILE_COLUMNS), tz)
+
+    def build(row: Row[Any]) -> Built:
+        event = build_log_event(row, profiles, metric=settings.log_metrics[row.type], tz=tz, now=context.now,
+                                backfill_after=settings.backfill_after)
+        touched = () if row.customer_id is None else (row.customer_id,)
+        return Built([OutboxItem(event["unique_id"], KIND, event)], touched)
+
+    return build
+
+
+#: The seed's Log Parse: tracked ``system_log`` rows after the cursor, one event each.
+PARSE = StreamStep(
+    name="parse",
+    source=StoreStream(STREAM, where=lambda settings: system_log.c.type.in_(list(settings.log_metrics))),
+    kinds=(KIND,),
+    key_prefix=KEY_PREFIX,
+    prepare=_prepare,
+    progress_label="log rows",
+)
+
+
 def parse_log(
     store: Engine,
     state: Engine,
@@ -98,34 +117,4 @@ def parse_log(
     progress: Any = None,
 ) -> StepResult:
     """Queue every tracked log row after the cursor (or from the first row with ``from_start``)."""
-    result = StepResult("parse")
-    tz = settings.tz
-    now = now or dt.datetime.now(dt.UTC)
-    tracked = dict(settings.log_metrics)
-    stream = STREAMS[STREAM]
-    with state.connect() as conn:
-        cursor = None if from_start else get_cursor(conn, STREAM)
-    for chunk in read_after(store, stream, cursor, chunk_size=settings.chunk_size, where=system_log.c.type.in_(list(tracked))):
-        profiles = CustomerProfiles(load_customers(store, (row.customer_id for row in chunk), PROFILE_COLUMNS), tz)
-        items: list[OutboxItem] = []
-        letters: list[dict[str, Any]] = []
-        touched: list[int] = []
-        for row in chunk:
-            try:
-                event = build_log_event(
-                    row, profiles, metric=tracked[row.type], tz=tz, now=now,
-                    backfill_after=settings.backfill_after,
-                )
-            except BadRow as exc:
-                letters.append({"key": log_key(row.id), "step": "parse", "kind": KIND, "reason": str(exc),
-                                "original": dict(row._mapping)})
-                continue
-            items.append(OutboxItem(event["unique_id"], KIND, event))
-            if row.customer_id is not None:
-                touched.append(row.customer_id)
-        commit_chunk(state, result, step="parse", stream=STREAM, cursor=stream.cursor_of(chunk[-1]), items=items,
-                     letters=letters, touched=touched, run_id=run_id)
-        result.rows_read += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-    return result
+    return run_stream(PARSE, store, state, settings, from_start=from_start, run_id=run_id, now=now, progress=progress)

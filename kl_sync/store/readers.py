@@ -1,20 +1,22 @@
-"""Streaming readers over the store contract: declared once per table, keyset-paged after a cursor.
+"""Readers over the store contract: streams declared once per table, keyset-paged after a cursor,
+and lookups of the rows a chunk refers to.
 
 A :class:`Stream` is data (table, cursor columns); :func:`read_after` yields chunks of rows strictly
 after a cursor value, in cursor order, so no reader ever loads a whole table and a crash resumes at
-the last committed cursor.
+the last committed cursor. :func:`customers_by_id` and :func:`order_items_by_order` fetch what a
+chunk's rows name, a thousand ids a query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Row, String, Table, and_, or_, select, type_coerce
 
+from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.db import backend, make_engine
-
 from kl_sync.store.contract import customers, order_items, orders, system_log
 
 
@@ -126,3 +128,28 @@ def read_after(
 def store_engine(url: str) -> Engine:
     """An engine for the store (read only: kl-sync never writes through it)."""
     return make_engine(url, sqlite_wal=False)
+
+
+def customers_by_id(
+    engine: Engine, ids: Iterable[int | None], columns: Sequence[str] | None = None
+) -> dict[int, Row[Any]]:
+    """The current rows of these customers (all columns, or ``columns``); ids not in the store are absent."""
+    wanted = sorted({i for i in ids if i is not None})
+    query = select(*(customers.c[name] for name in columns)) if columns else select(customers)
+    found: dict[int, Row[Any]] = {}
+    with engine.connect() as conn:
+        for chunk in chunks(wanted, IN_LIST_SIZE):
+            for row in conn.execute(query.where(customers.c.id.in_(chunk))):
+                found[row.id] = row
+    return found
+
+
+def order_items_by_order(engine: Engine, order_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
+    """Each order's lines, in line order (an order without lines maps to an empty list)."""
+    found: dict[int, list[Row[Any]]] = {oid: [] for oid in order_ids}
+    with engine.connect() as conn:
+        for chunk in chunks(order_ids, IN_LIST_SIZE):
+            query = select(order_items).where(order_items.c.order_id.in_(chunk)).order_by(order_items.c.id)
+            for row in conn.execute(query):
+                found[row.order_id].append(row)
+    return found

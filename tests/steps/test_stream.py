@@ -1,0 +1,48 @@
+"""The declared steps over the one stream loop: every key names the step that wrote it."""
+
+
+import pytest
+from sqlalchemy import select
+
+from kl_sync.kinds import KINDS
+from kl_sync.pipeline import STORE_STEPS, run_step, start_sync, step_for_key
+from kl_sync.settings import load_settings
+from kl_sync.state.tables import dead_letters, outbox
+from tests.planting import customer, item, log, order, plant
+
+
+def test_every_key_names_the_step_that_can_rebuild_it(tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    plant(
+        store_url,
+        customers_rows=[customer(1), customer(2, status="Dead"), customer(3, email="not an e-mail")],
+        log_rows=[log(1, "shipping.email", 1), log(2, "cancelled", 2), log(3, "contact.form", 3)],
+        order_rows=[order(1, 1, "Completed"), order(2, 3, "Placed")],
+        item_rows=[item(1, 1), item(2, 1, name="Sourdough Loaf", price="6.50")],
+    )
+    settings = load_settings(store_url=store_url, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    run = start_sync(settings, steps=list(STORE_STEPS))
+    for name in STORE_STEPS:
+        run_step(run, name)
+    with run.state.connect() as conn:
+        queued = conn.execute(select(outbox.c.key, outbox.c.kind)).all()
+        letters = conn.execute(select(dead_letters.c.key, dead_letters.c.step, dead_letters.c.kind)).all()
+
+    # Every step wrote something, and every kind it wrote is registered and declared by it.
+    assert {step_for_key(key).name for key, _ in queued} == set(STORE_STEPS)
+    for key, kind in queued:
+        assert kind in KINDS and kind in step_for_key(key).kinds, (key, kind)
+    # A bad row's letter is keyed so that its step can read it again: log:3 (bad e-mail), order:2.
+    assert sorted((key, step) for key, step, _ in letters) == [("log:3", "parse"), ("order:2", "orders")]
+    for key, step, kind in letters:
+        assert step_for_key(key).name == step and kind == step_for_key(key).kinds[0]
+
+
+def test_a_key_no_step_writes_is_an_error():
+    with pytest.raises(ValueError, match="no step writes keys like 'nosuch:1'"):
+        step_for_key("nosuch:1")
+
+
+def test_steps_declare_distinct_key_prefixes():
+    prefixes = [step.key_prefix for step in STORE_STEPS.values()]
+    assert len(prefixes) == len(set(prefixes)) and all(":" not in prefix for prefix in prefixes)
