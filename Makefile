@@ -29,7 +29,7 @@ test: install
 
 # The notebooks run headless, as HTML under the store's analysis folder (the demo's: .kl_sync/demo/analysis/).
 report: install
-	$(BIN)/python -m kl_sync.analysis.report
+	$(BIN)/python -m kl_sync.app.report
 
 # JupyterLab on the notebooks (it refuses to run as root unless told it may).
 lab: install

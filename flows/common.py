@@ -13,6 +13,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from kl_sync import pipeline
+from kl_sync.app.clients import klaviyo_client
 from kl_sync.settings import Settings
 
 SECRET_BLOCK = "klaviyo-api-key"
@@ -55,7 +56,7 @@ def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
 @task(name="send outbox", cache_policy=NO_CACHE)
 def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
     logger = get_run_logger()
-    with pipeline.klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
+    with klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
         result = pipeline.run_send(run, client)
     if run.dry_run:
         for preview in result.details["preview"]:

@@ -55,8 +55,8 @@ class PrefectRateLimiter:
 def flow_rate_limiter(settings: Any, kind: str, scale: float = 1.0) -> RateLimiter:
     """The flow parameter ``rate_limit`` as a limiter: ``local``, ``shared`` (the state database) or
     ``prefect`` (global concurrency limits)."""
-    from kl_sync import pipeline
+    from kl_sync.app.clients import rate_limiter
 
     if kind == "prefect":
         return PrefectRateLimiter()
-    return pipeline.rate_limiter(settings, kind, scale=scale)
+    return rate_limiter(settings, kind, scale=scale)

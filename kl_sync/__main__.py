@@ -1,5 +1,5 @@
 import sys
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 
 sys.exit(main())

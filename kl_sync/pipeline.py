@@ -1,33 +1,31 @@
-"""One sync run: open the databases, run the steps in order, record the run. Flows and the CLI call
-these functions; each Prefect task wraps exactly one of them.
+"""One sync run: open the databases, run the steps in order, record the run. Flows and the app layer
+call these functions; each Prefect task wraps exactly one of them.
 
-With nothing configured (no ``KLAVIYO_API_KEY``, the default ``KLAVIYO_BASE_URL``) the sender talks
-to the local Klaviyo emulator under ``.kl_sync/demo/emulator/``, started for the run. The emulator is
-never used when an API key is set.
+The pipeline only sequences steps: it is given its Klaviyo client (or a way to open one for the send
+step) by the app layer (:mod:`kl_sync.app.clients`), which alone decides between Klaviyo and the
+local emulator.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 
-from kl_sync.constants import KLAVIYO_BASE_URL
 from kl_sync.db import make_engine
-from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, Settings, SettingsError
+from kl_sync.kinds import metric_names
+from kl_sync.progress import step_progress
+from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import list_dead_letters
+from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import iter_pending, pending_count
 from kl_sync.state.runs import finish_run, start_run
-from kl_sync.state.migrate import open_state
 from kl_sync.steps.common import StepResult
-from kl_sync.kinds import metric_names
 from kl_sync.steps.orders import ORDERS
 from kl_sync.steps.parse import PARSE
-from kl_sync.progress import step_progress
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
 from kl_sync.steps.stream import StreamStep, run_stream
 from kl_sync.steps.suppress import SUPPRESS
@@ -178,23 +176,26 @@ def run_send(
     return result
 
 
-def run_sync(
+#: Opens the run's Klaviyo client when the send step needs it (kl_sync.app.clients.klaviyo_client).
+ClientOpener = Callable[[], AbstractContextManager[Any]]
+
+
+def run_pipeline(
     settings: Settings,
+    open_client: ClientOpener,
     *,
     steps: Sequence[str] | None = None,
     from_start: bool = False,
     dry_run: bool = False,
-    api_key: str | None = None,
-    limiter: Any = None,
 ) -> dict[str, Any]:
-    """One whole run in this process, without Prefect (``kl-sync sync --no-prefect``, cron, tests):
-    the same steps in the same order as the flow, the run recorded as ok or failed with its reason.
-    Returns the run's counts; re-raises what stopped it."""
+    """One whole run in this process: the chosen steps in pipeline order, the run recorded as ok or
+    failed with its reason. ``open_client`` is entered only for the send step. Returns the run's
+    counts; re-raises what stopped it."""
     run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run)
     try:
         for step in run.steps:
             if step == "send":
-                with klaviyo_client(settings, api_key=api_key, limiter=limiter) as client:
+                with open_client() as client:
                     try:
                         run_send(run, client)
                     finally:
@@ -209,20 +210,6 @@ def run_sync(
             finish_sync(run, error=exc)
         raise
     return finish_sync(run)
-
-
-def rate_limiter(settings: Settings, kind: str = "local", *, scale: float = 1.0) -> Any:
-    """The limiter the sender waits on: ``local`` (this process only) or ``shared`` (every worker on
-    the same state database, :class:`kl_sync.state.rate_limit.StateRateLimiter`)."""
-    from kl_sync.klaviyo.limits import WindowRateLimiter
-
-    if kind == "local":
-        return WindowRateLimiter(scale=scale)
-    if kind == "shared":
-        from kl_sync.state.rate_limit import StateRateLimiter
-
-        return StateRateLimiter(open_state(settings.state_url), scale=scale)
-    raise ValueError(f"unknown rate limiter {kind!r}: choose local or shared")
 
 
 def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[Any]:
@@ -267,37 +254,3 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
             rows.append({"step": name, "figure": "HTTP requests", "value": http.get("requests", 0)})
         rows.append({"step": name, "figure": "dead letters", "value": result.dead_letters})
     return rows
-
-
-@contextmanager
-def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: Any = None) -> Iterator[Any]:
-    """The Klaviyo client for this run.
-
-    ``api_key`` (e.g. from a Prefect Secret block) wins over ``KLAVIYO_API_KEY``. With neither and the
-    default base URL, the local emulator is started for the run — the embedded default, for
-    engineers and the demo. A key with the default URL always means the real Klaviyo.
-    """
-    from kl_sync.klaviyo.client import KlaviyoClient
-    from kl_sync.klaviyo.limits import WindowRateLimiter
-
-    key = api_key or settings.api_key()
-    limiter = limiter or WindowRateLimiter()
-    if key:
-        client = KlaviyoClient(key, settings.klaviyo_base_url, settings.klaviyo_revision, limiter=limiter,
-                               retries=settings.retry.request)
-        with client:
-            yield client
-        return
-    if settings.klaviyo_base_url != KLAVIYO_BASE_URL:
-        raise SettingsError(f"KLAVIYO_API_KEY: not set, and KLAVIYO_BASE_URL points at {settings.klaviyo_base_url}")
-    from kl_sync.emulator import running_emulator
-
-    with running_emulator(DEMO_DIR / "emulator", api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY) as emulator:
-        client = KlaviyoClient(EMULATOR_KEY, emulator.base_url, settings.klaviyo_revision, limiter=limiter,
-                               retries=settings.retry.request)
-        with client:
-            yield client
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

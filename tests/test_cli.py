@@ -2,7 +2,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kl_sync.cli import build_parser, main
+from kl_sync.app.cli import build_parser, main
 from kl_sync import state as st
 from kl_sync.state.migrate import open_state
 

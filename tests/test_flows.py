@@ -3,10 +3,11 @@
 import datetime as dt
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync.store.generate import generate_store
 
@@ -60,3 +61,17 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     assert main(["dead-letters", "list", "--json"]) == 0
     letters = json.loads(capsys.readouterr().out)
     assert letters and all(d["reason"] for d in letters)
+
+
+def test_every_deployment_entrypoint_loads_its_flow():
+    import yaml
+    from prefect.flows import Flow, load_flow_from_entrypoint
+
+    repo = Path(__file__).resolve().parent.parent
+    deployments = yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]
+    assert {d["name"] for d in deployments} == {"incremental", "initial-sync", "send-outbox"}
+    for deployment in deployments:
+        path, _, name = deployment["entrypoint"].partition(":")
+        loaded = load_flow_from_entrypoint(f"{repo / path}:{name}")
+        assert isinstance(loaded, Flow), deployment["entrypoint"]
+    assert load_flow_from_entrypoint(f"{repo / 'flows/steps.py'}:send_outbox").name == "kl-sync-send"

@@ -1,6 +1,6 @@
 import pytest
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 from kl_sync.settings import DEFAULT_LOG_METRICS, SettingsError, load_settings
 
 

@@ -40,7 +40,7 @@ from kl_sync.analysis import (
 from kl_sync.analysis.duplicates import CSV_COLUMNS
 from kl_sync.analysis.missed import MISSED_COLUMNS
 from kl_sync.analysis.notebook import NotebookStop
-from kl_sync.analysis.report import execute_notebook, klaviyo_for_report, write_report
+from kl_sync.app.report import execute_notebook, klaviyo_for_report, write_report
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.lists import find_list
 from kl_sync.settings import EMULATOR_PORT

@@ -40,7 +40,7 @@ def event_facts(events: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
 
 def reference_run(store_url: str, tmp_path: Path) -> dict[str, Any]:
     """A clean, uninterrupted run of the same store in this process: what every other run must reach."""
-    from kl_sync.pipeline import run_sync
+    from kl_sync.app.run import run_sync
 
     with running_emulator(tmp_path / "reference-emulator", api_keys=("pk_reference",)) as emu:
         settings = settings_for(store_url, f"sqlite:///{tmp_path / 'reference-state.db'}", emu.base_url, "pk_reference")

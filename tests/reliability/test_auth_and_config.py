@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync.emulator import running_emulator
 from kl_sync import state as st

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from kl_sync.db import make_engine
 from kl_sync.emulator import running_emulator
-from kl_sync.pipeline import run_sync
+from kl_sync.app.run import run_sync
 from kl_sync.settings import DEFAULT_LOG_METRICS
 from kl_sync.state.migrate import open_state
 from kl_sync import state as state_store

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from kl_sync.emulator import FaultSpec, running_emulator
-from kl_sync.pipeline import run_sync
+from kl_sync.app.run import run_sync
 from tests.reliability.helpers import (
     BULK_EVENTS,
     accepted_unique_ids,

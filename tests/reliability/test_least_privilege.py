@@ -13,7 +13,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from kl_sync.db import make_engine, normalize_url
 from kl_sync.emulator import running_emulator
-from kl_sync.pipeline import run_sync
+from kl_sync.app.run import run_sync
 from tests.dbs import fresh_database, server_url
 from tests.reliability.helpers import event_facts, make_store, reference_run, settings_for
 

@@ -15,7 +15,7 @@ import pytest
 
 from kl_sync.emulator import FaultSpec, running_emulator
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError
-from kl_sync.pipeline import run_sync
+from kl_sync.app.run import run_sync
 from tests.reliability.helpers import child_env, make_store, run_kl_sync, settings_for
 
 FAULTS = FaultSpec(rate=0.3, mix={"429": 1, "500": 1, "drop": 1, "drop_after_commit": 1}, seed=4, retry_after=0.2)

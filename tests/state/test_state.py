@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync import state as st
 from kl_sync.state.migrate import current_revision, downgrade, head_revision, open_state, upgrade

@@ -1,6 +1,5 @@
 """The declared steps over the one stream loop: every key names the step that wrote it."""
 
-
 import pytest
 from sqlalchemy import select
 

@@ -2,7 +2,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from kl_sync.cli import main
+from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync.store import STREAMS, read_after
 from kl_sync.store.contract import TABLES, customers, metadata, order_items, orders, system_log

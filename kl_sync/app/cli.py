@@ -98,7 +98,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.rate_scale <= 0:
         raise CliError(f"--rate-scale must be positive, not {args.rate_scale:g}")
     if args.no_prefect:
-        from kl_sync.pipeline import rate_limiter, run_sync
+        from kl_sync.app.clients import rate_limiter
+        from kl_sync.app.run import run_sync
 
         if args.rate_limit == "prefect":
             raise CliError("--rate-limit prefect needs the Prefect flow: drop --no-prefect, or use shared")
@@ -126,9 +127,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
-    from kl_sync.state.migrate import open_state
 
-    engine = open_state(get_settings().state_url)
+    engine = st.open_state(get_settings().state_url)
     with engine.connect() as conn:
         status = {
             "cursors": st.all_cursors(conn),
@@ -152,9 +152,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     from kl_sync import state as st
-    from kl_sync.state.migrate import open_state
 
-    engine = open_state(get_settings().state_url)
+    engine = st.open_state(get_settings().state_url)
     with engine.connect() as conn:
         letters = st.list_dead_letters(conn, include_replayed=args.all)
     if args.json:
@@ -169,9 +168,8 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
     from kl_sync import state as st
-    from kl_sync.state.migrate import open_state
 
-    engine = open_state(get_settings().state_url)
+    engine = st.open_state(get_settings().state_url)
     with engine.begin() as conn:
         requeued = st.replay_dead_letters(conn, args.keys or None)
     print(f"requeued {requeued} outbox row(s); the next send retries them")
@@ -221,7 +219,7 @@ def cmd_quality_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kl_sync.demo import run_demo
+    from kl_sync.app.demo import run_demo
 
     return run_demo(customers=args.customers, seed=args.seed, fresh=args.fresh)
 

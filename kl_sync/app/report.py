@@ -91,7 +91,7 @@ def klaviyo_for_report(root: Path) -> Iterator[dict[str, str]]:
         return
     if not (root / DEMO_DIR / "emulator").is_dir():
         raise NotebookStop(f"no demo account at {DEMO_DIR / 'emulator'}: run `make demo` first (or set KLAVIYO_BASE_URL)")
-    from kl_sync.pipeline import klaviyo_client
+    from kl_sync.app.clients import klaviyo_client
 
     with klaviyo_client(settings) as client:
         yield {"KLAVIYO_BASE_URL": client.base_url, "KLAVIYO_API_KEY": EMULATOR_KEY}

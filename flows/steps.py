@@ -1,0 +1,28 @@
+"""Each step alone, as a flow of its own, for ad-hoc runs and extra send workers; `flows/sync.py` runs
+them all. ``python flows/steps.py STEP`` runs one (parse, orders, suppress or send); the deployment
+``kl-sync-send/send-outbox`` is ``flows/steps.py:send_outbox``."""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python flows/steps.py`, or loaded by path as an entrypoint
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kl_sync.settings import prefect_defaults
+
+if __name__ == "__main__":
+    prefect_defaults()
+
+from flows.sync import step_flow  # noqa: E402  (Prefect is imported after its defaults are set)
+
+parse_log = step_flow("parse")
+process_orders = step_flow("orders")
+suppress = step_flow("suppress")
+send_outbox = step_flow("send")
+
+FLOWS = {"parse": parse_log, "orders": process_orders, "suppress": suppress, "send": send_outbox}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in FLOWS:
+        sys.exit(f"usage: python flows/steps.py {{{','.join(FLOWS)}}}")
+    FLOWS[sys.argv[1]]()
