@@ -21,8 +21,21 @@ from dataclasses import dataclass
 import pandas as pd
 
 from kl_sync.analysis.text import count, pct, verb
+from kl_sync.onsite.snippets import CANCELLED_ACCOUNT, STARTED_CHECKOUT
+from kl_sync.settings import DEFAULT_LOG_METRICS
 
-DEFAULT_PAIRS: Mapping[str, str] = {"started.signup": "Started Checkout", "cancelled": "Cancelled Account"}
+#: Log types whose actions the store's pages also track in the browser, and each one's browser metric.
+STARTED_SIGNUP, CANCELLED = "started.signup", "cancelled"
+BROWSER_TWINS: Mapping[str, str] = {STARTED_SIGNUP: STARTED_CHECKOUT, CANCELLED: CANCELLED_ACCOUNT}
+
+
+def server_browser_pairs(log_metrics: Mapping[str, str] = DEFAULT_LOG_METRICS) -> dict[str, str]:
+    """Server metric -> its browser twin's metric; the server's names are the settings' log metrics
+    (``KL_SYNC_LOG_METRICS``), so a renamed metric is paired under its new name."""
+    return {log_metrics[log_type]: browser for log_type, browser in BROWSER_TWINS.items() if log_type in log_metrics}
+
+
+DEFAULT_PAIRS: Mapping[str, str] = server_browser_pairs()
 DEFAULT_WINDOW = dt.timedelta(minutes=10)
 
 PAIR_COLUMNS = [

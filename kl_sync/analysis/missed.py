@@ -18,15 +18,25 @@ win-back push (:mod:`kl_sync.analysis.push`) only takes those.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
+from kl_sync.analysis.duplicates import BROWSER_TWINS, STARTED_SIGNUP
 from kl_sync.analysis.text import count, pct, verb
 from kl_sync.normalize import clean_name, normalize_email
+from kl_sync.settings import DEFAULT_LOG_METRICS
 
-START_METRICS = ("started.signup", "Started Checkout")
+
+def start_metrics(log_metrics: Mapping[str, str] = DEFAULT_LOG_METRICS) -> tuple[str, ...]:
+    """The metrics that mean "started signing up": the server's (named by the settings' log metrics)
+    and the browser's."""
+    server = (log_metrics[STARTED_SIGNUP],) if STARTED_SIGNUP in log_metrics else ()
+    return (*server, BROWSER_TWINS[STARTED_SIGNUP])
+
+
+START_METRICS = start_metrics()
 
 PROFILE_COLUMNS = [
     "email",
