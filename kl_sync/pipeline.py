@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from kl_sync.db import make_engine
-from kl_sync.kinds import metric_names
+from kl_sync.kinds import OPERATIONS, metric_names
 from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import list_dead_letters
@@ -246,7 +246,7 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
             rows.append({"step": name, "figure": "queued", "value": result.queued})
         for metric, n in sorted(result.by_metric.items()):
             rows.append({"step": name, "figure": f"{'sent' if name == 'send' else 'queued'}: {metric}", "value": n})
-        for key in ("sent_events", "sent_profiles", "sent_suppressions", "retries", "quality_rejects"):
+        for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "quality_rejects"):
             if key in result.details:
                 rows.append({"step": name, "figure": key.replace("_", " "), "value": result.details[key]})
         http = result.details.get("http_requests") or {}

@@ -56,3 +56,28 @@ def test_importing_quality_does_not_import_great_expectations() -> None:
     probe = "import sys, kl_sync.quality; print('great_expectations' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_an_installed_package_finds_its_suites(tmp_path) -> None:
+    """What setuptools installs (build_py: a wheel's contents) holds every kind's suite, and
+    kl_sync.quality run from there loads them, with no checkout beside it."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for name in ("kl_sync", "flows"):
+        shutil.copytree(repo / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    installed = tmp_path / "installed"
+    subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+                    "--build-lib", str(installed)], cwd=source, check=True, capture_output=True)
+    assert sorted(p.stem for p in (installed / "kl_sync" / "expectations").glob("*.json")) == sorted(OUTBOX_KINDS)
+
+    probe = ("import kl_sync.quality as q; from kl_sync.kinds import KINDS; "
+             "print(q.SUITES_DIR); print(all(q.load_suite_dict(k)['name'] == k for k in KINDS))")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(installed)!r}); {probe}"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(installed / "kl_sync" / "expectations"), "True"]
