@@ -27,7 +27,7 @@ from kl_sync.steps.common import StepResult
 from kl_sync.steps.orders import ORDERS
 from kl_sync.steps.parse import PARSE
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
-from kl_sync.steps.stream import StreamStep, run_stream
+from kl_sync.steps.stream import StreamStep
 from kl_sync.steps.suppress import SUPPRESS
 
 #: The store-reading steps, declared streams, in pipeline order; send follows them.
@@ -138,8 +138,8 @@ def run_step(run: SyncRun, step: str) -> StepResult:
     """Run one of the store-reading steps for this run (send needs a client: :func:`run_send`)."""
     declared = STORE_STEPS[step]
     with step_progress(f"{declared.name}: {declared.progress_label}") as progress:
-        result = run_stream(declared, run.store, run.state, run.settings, from_start=run.from_start,
-                            run_id=run.run_id, progress=progress)
+        result = declared.run(run.store, run.state, run.settings, from_start=run.from_start, run_id=run.run_id,
+                              progress=progress)
     run.results[step] = result
     return result
 

@@ -1,6 +1,7 @@
 """The Klaviyo client: everything kl-sync writes to or reads from Klaviyo goes through this package.
 
-- :mod:`.client`: :class:`KlaviyoClient` (session, pinned revision, retries, stats).
+- :mod:`.client`: :class:`KlaviyoClient` (session, pinned revision, retries), the body encoder.
+- :mod:`.stats`: what the client counts (:class:`RequestRecord` per attempt, :class:`ClientStats`).
 - :mod:`.errors`: :class:`RetryableError` / :class:`RejectedError` / :class:`AuthError`, classified once.
 - :mod:`.limits`: per-endpoint limits from the spec, :class:`RateLimiter`, :class:`WindowRateLimiter`.
 - :mod:`.events`, :mod:`.profiles`, :mod:`.suppressions`, :mod:`.lists`: pure ``build_*`` bodies and
@@ -10,7 +11,7 @@
 """
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome
-from kl_sync.klaviyo.client import ClientStats, KlaviyoClient, RequestRecord, Response
+from kl_sync.klaviyo.client import KlaviyoClient, Response
 from kl_sync.klaviyo.client_events import build_client_event_body, send_client_events
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError, RejectedError, RetryableError
 from kl_sync.klaviyo.events import build_event_body, build_event_bulk_bodies, send_event, send_events
@@ -24,6 +25,7 @@ from kl_sync.klaviyo.profiles import (
     upsert_profile,
 )
 from kl_sync.klaviyo.reads import events_frame, iter_events, iter_metrics, iter_profiles, profiles_frame
+from kl_sync.klaviyo.stats import ClientStats, RequestRecord
 from kl_sync.klaviyo.suppressions import build_suppression_bodies, send_suppression, send_suppressions
 
 __all__ = [

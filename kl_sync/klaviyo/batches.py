@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from kl_sync.klaviyo.client import KlaviyoClient, encode_body
 from kl_sync.klaviyo.errors import RejectedError, RetryableError, describe_error, error_pointer
+from kl_sync.klaviyo.limits import EndpointLimits
 
 T = TypeVar("T")
 
@@ -144,14 +145,15 @@ def send_batches(
     client: KlaviyoClient,
     items: Sequence[T],
     build: Callable[[Sequence[T]], list[Batch]],
+    endpoint: EndpointLimits,
     *,
-    path: str,
-    endpoint: str,
+    path: str | None = None,
     max_resends: int = MAX_RESENDS,
     batches: Sequence[Batch] | None = None,
 ) -> list[ItemOutcome]:
-    """POST every batch ``build(items)`` makes (or ``batches``, when the caller built them ahead);
-    one outcome per item, in input order.
+    """POST every batch ``build(items)`` makes (or ``batches``, when the caller built them ahead) to
+    ``endpoint`` (at ``path``, when its path has a parameter filled in); one outcome per item, in
+    input order.
 
     - 2xx: every item of the batch is ``sent``.
     - 4xx whose errors point at items: those items are ``rejected`` with Klaviyo's detail and pointer;
@@ -170,37 +172,36 @@ def send_batches(
         # Batch-local positions -> input positions (a re-sent batch was built from a subset).
         rows = {p: p if to_input is None else to_input[p] for p in batch.input_positions}
         try:
-            client.post(path, batch.body, endpoint=endpoint, encoded=batch.encoded)
+            client.post(path or endpoint.path, batch.body, endpoint=endpoint.operation_id, encoded=batch.encoded)
         except RetryableError as err:
-            for row in rows.values():
-                outcomes[row] = ItemOutcome("retry", err.message)
-            continue
+            outcomes_of = dict.fromkeys(rows.values(), ItemOutcome("retry", err.message))
         except RejectedError as err:
-            reasons: dict[int, list[str]] = {}
-            for error in err.errors:
-                for position in batch.positions_for_pointer(error_pointer(error)):
-                    reasons.setdefault(position, []).append(describe_error(error))
-            if not reasons:
-                for row in rows.values():
-                    outcomes[row] = ItemOutcome("rejected", err.message)
-                continue
-            for position, texts in reasons.items():
-                outcomes[rows[position]] = ItemOutcome("rejected", "; ".join(texts))
-            rest = [row for position, row in rows.items() if position not in reasons]
-            if not rest:
-                continue
-            if resends >= max_resends:
+            outcomes_of, rest = _rejections(batch, rows, err)
+            if rest and resends >= max_resends:
                 reason = f"not re-sent after {resends + 1} partial rejections of its batch; last: {err.message}"
-                for row in rest:
-                    outcomes[row] = ItemOutcome("retry", reason)
-                continue
-            # Re-send the rest now (front of the queue), as freshly built bodies with new indices.
-            for sub in reversed(build([items[row] for row in rest])):
-                work.appendleft((sub, rest, resends + 1))
-            continue
-        for row in rows.values():
-            outcomes[row] = SENT
+                outcomes_of.update(dict.fromkeys(rest, ItemOutcome("retry", reason)))
+            elif rest:
+                # Re-send the rest now (front of the queue), as freshly built bodies with new indices.
+                for sub in reversed(build([items[row] for row in rest])):
+                    work.appendleft((sub, rest, resends + 1))
+        else:
+            outcomes_of = dict.fromkeys(rows.values(), SENT)
+        for row, outcome in outcomes_of.items():
+            outcomes[row] = outcome
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if missing:
         raise RuntimeError(f"batch builder lost input rows {missing[:10]}")
     return outcomes  # type: ignore[return-value]
+
+
+def _rejections(batch: Batch, rows: Mapping[int, int], err: RejectedError) -> tuple[dict[int, ItemOutcome], list[int]]:
+    """A 4xx for ``batch``: the outcomes of the input rows its errors point at, and the rows it did not
+    name (to re-send). An answer pointing at no item rejects the whole batch with Klaviyo's message."""
+    reasons: dict[int, list[str]] = {}
+    for error in err.errors:
+        for position in batch.positions_for_pointer(error_pointer(error)):
+            reasons.setdefault(position, []).append(describe_error(error))
+    if not reasons:
+        return dict.fromkeys(rows.values(), ItemOutcome("rejected", err.message)), []
+    rejected = {rows[position]: ItemOutcome("rejected", "; ".join(texts)) for position, texts in reasons.items()}
+    return rejected, [row for position, row in rows.items() if position not in reasons]

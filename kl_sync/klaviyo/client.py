@@ -20,12 +20,10 @@ import copy
 import json as jsonlib
 import logging
 import random
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -35,6 +33,7 @@ from requests.structures import CaseInsensitiveDict
 from kl_sync.constants import JSON_API, KLAVIYO_BASE_URL, KLAVIYO_REVISION
 from kl_sync.klaviyo.errors import KlaviyoError, RetryableError, error_for_response
 from kl_sync.klaviyo.limits import RateLimiter
+from kl_sync.klaviyo.stats import ClientStats, RequestRecord
 from kl_sync.retry import REQUEST_RETRIES, Retries
 
 log = logging.getLogger(__name__)
@@ -100,53 +99,17 @@ class Response:
     attempts: int = 1
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """One HTTP attempt, for run summaries and logs. Holds no header, body or key."""
+class _Tried(NamedTuple):
+    """What one attempt came to."""
 
-    method: str
-    path: str
-    endpoint: str
-    attempt: int
-    #: HTTP status, or None when no response came back (timeout, dropped connection).
+    response: Response | None
+    #: HTTP status, or None when no response came back.
     status: int | None
-    #: The error class name when the attempt failed (``RetryableError``, ``RejectedError``, ...).
-    error: str | None
-    #: The error's message (already free of secrets).
-    detail: str | None
-    retry_after: float | None
-    #: Seconds the client will sleep before the next attempt; None when there is none.
-    backoff: float | None
-    elapsed: float
-    started_at: float
-
-
-@dataclass
-class ClientStats:
-    """Counts for run summaries. Safe to read while other threads use the client."""
-
-    requests: int = 0
-    retries: int = 0
-    by_endpoint: Counter[str] = field(default_factory=Counter)
-    by_status: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def record(self, endpoint: str, status: int | None, *, retry: bool) -> None:
-        with self._lock:
-            self.requests += 1
-            self.by_endpoint[endpoint] += 1
-            self.by_status["no response" if status is None else str(status)] += 1
-            if retry:
-                self.retries += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "by_endpoint": dict(self.by_endpoint),
-                "by_status": dict(self.by_status),
-            }
+    error: KlaviyoError | None
+    #: False when Klaviyo cannot have processed the request (never reached it, or answered 429).
+    may_have_been_processed: bool
+    started: float
+    clock: float
 
 
 class _KlaviyoKeyAuth(requests.auth.AuthBase):
@@ -257,43 +220,18 @@ class KlaviyoClient:
         attempt = 0
         while True:
             attempt += 1
-            slot = self.limiter.acquire(endpoint) if self.limiter is not None else None
-            started = time.time()
-            clock = time.perf_counter()
-            status: int | None = None
-            error: KlaviyoError | None
-            may_have_been_processed = True
-            try:
-                raw = self._session.request(method, url, data=data, params=params, timeout=self.timeout)
-            except _TRANSIENT as exc:
-                may_have_been_processed = not _never_reached_server(exc)
-                # Not chained (``from exc``): a requests exception holds the prepared request, whose
-                # headers carry the key, and exceptions get pickled and shipped (Prefect, workers).
-                error = RetryableError(
-                    f"Klaviyo {endpoint}: {type(exc).__name__}: {_one_line(str(exc))}", endpoint=endpoint
-                )
-            else:
-                status = raw.status_code
-                error = error_for_response(status, raw.headers, raw.content, endpoint=endpoint)
-                if status == 429:
-                    may_have_been_processed = False
-                if error is None:
-                    response = Response(status, CaseInsensitiveDict(raw.headers), _parse_json(raw), attempt)
-                    self._record(method, url, endpoint, attempt, status, None, None, started, clock)
-                    return response
-            finally:
-                # Answered (or failed): a limiter that counts requests from their answer does so now.
-                answered = getattr(self.limiter, "answered", None)
-                if answered is not None:
-                    answered(endpoint, slot)
-
+            tried = self._try_once(method, url, endpoint, data, params, attempt)
+            error = tried.error
+            if error is None:
+                self._record(method, url, endpoint, attempt, tried.status, None, None, tried.started, tried.clock)
+                return tried.response  # type: ignore[return-value]
             retry = (
                 isinstance(error, RetryableError)
                 and attempt < self.retries.attempts
-                and (idempotent or not may_have_been_processed)
+                and (idempotent or not tried.may_have_been_processed)
             )
             backoff = self._backoff(attempt, error.retry_after) if retry else None
-            self._record(method, url, endpoint, attempt, status, error, backoff, started, clock)
+            self._record(method, url, endpoint, attempt, tried.status, error, backoff, tried.started, tried.clock)
             if not retry:
                 if isinstance(error, RetryableError) and attempt > 1:
                     error.message = f"{error.message} (after {attempt} attempts)"
@@ -302,6 +240,33 @@ class KlaviyoClient:
             log.info("Klaviyo %s: %s; retrying in %.2f s (attempt %d of %d)",
                      endpoint, error.message, backoff, attempt + 1, self.retries.attempts)
             time.sleep(backoff)  # type: ignore[arg-type]
+
+    def _try_once(
+        self, method: str, url: str, endpoint: str, data: bytes | None, params: Mapping[str, Any] | None, attempt: int
+    ) -> _Tried:
+        """One attempt, once the rate limiter lets it go: its response, or its classified error."""
+        slot = self.limiter.acquire(endpoint) if self.limiter is not None else None
+        started = time.time()
+        clock = time.perf_counter()
+        try:
+            raw = self._session.request(method, url, data=data, params=params, timeout=self.timeout)
+        except _TRANSIENT as exc:
+            # Not chained (``from exc``): a requests exception holds the prepared request, whose
+            # headers carry the key, and exceptions get pickled and shipped (Prefect, workers).
+            error = RetryableError(f"Klaviyo {endpoint}: {type(exc).__name__}: {_one_line(str(exc))}", endpoint=endpoint)
+            return _Tried(None, None, error, not _never_reached_server(exc), started, clock)
+        finally:
+            # Answered (or failed): a limiter that counts requests from their answer does so now.
+            answered = getattr(self.limiter, "answered", None)
+            if answered is not None:
+                answered(endpoint, slot)
+        status = raw.status_code
+        error = error_for_response(status, raw.headers, raw.content, endpoint=endpoint)
+        if error is None:
+            response = Response(status, CaseInsensitiveDict(raw.headers), _parse_json(raw), attempt)
+            return _Tried(response, status, None, True, started, clock)
+        # A 429 was refused before Klaviyo processed anything.
+        return _Tried(None, status, error, status != 429, started, clock)
 
     def get(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Response:
         return self.request("GET", path, endpoint=endpoint, params=params)
@@ -417,9 +382,7 @@ def _one_line(text: str) -> str:
 
 
 __all__ = [
-    "ClientStats",
     "KlaviyoClient",
-    "RequestRecord",
     "Response",
     "body_text",
     "copy_json",

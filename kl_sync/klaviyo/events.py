@@ -213,14 +213,7 @@ def send_events(
 
     ``batches``: ``build_event_bulk_bodies(events)``, when the caller built them ahead of the send.
     """
-    return send_batches(
-        client,
-        events,
-        build_event_bulk_bodies,
-        path=BULK_CREATE.path,
-        endpoint=BULK_CREATE.operation_id,
-        batches=batches,
-    )
+    return send_batches(client, events, build_event_bulk_bodies, BULK_CREATE, batches=batches)
 
 
 def send_event(client: KlaviyoClient, event: EventPayload) -> ItemOutcome:

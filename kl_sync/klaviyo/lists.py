@@ -112,8 +112,8 @@ def add_profiles_to_list(client: KlaviyoClient, list_id: str, emails: Sequence[s
         client,
         [ids[key] for key in members],
         build_list_profiles_bodies,
+        ADD_TO_LIST,
         path=ADD_TO_LIST.path.replace("{id}", url_quote(list_id, safe="")),
-        endpoint=ADD_TO_LIST.operation_id,
     )
     by_email.update(zip(members, outcomes, strict=True))
     return [by_email[email.casefold()] for email in emails]

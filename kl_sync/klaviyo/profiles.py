@@ -73,14 +73,7 @@ def send_profiles(
     ``sent`` means Klaviyo accepted the job (202); the import itself runs asynchronously on Klaviyo's side.
     ``batches``: ``build_profile_bulk_import_bodies(profiles)``, when the caller built them ahead.
     """
-    return send_batches(
-        client,
-        profiles,
-        build_profile_bulk_import_bodies,
-        path=BULK_IMPORT.path,
-        endpoint=BULK_IMPORT.operation_id,
-        batches=batches,
-    )
+    return send_batches(client, profiles, build_profile_bulk_import_bodies, BULK_IMPORT, batches=batches)
 
 
 def send_profile(client: KlaviyoClient, profile: ProfilePayload) -> ItemOutcome:

@@ -35,14 +35,7 @@ def send_suppressions(
     client: KlaviyoClient, emails: Sequence[str], *, batches: Sequence[Batch] | None = None
 ) -> list[ItemOutcome]:
     """Suppress e-mails; one outcome per e-mail, in input order (``batches``: built ahead, if given)."""
-    return send_batches(
-        client,
-        emails,
-        build_suppression_bodies,
-        path=BULK_SUPPRESS.path,
-        endpoint=BULK_SUPPRESS.operation_id,
-        batches=batches,
-    )
+    return send_batches(client, emails, build_suppression_bodies, BULK_SUPPRESS, batches=batches)
 
 
 def send_suppression(client: KlaviyoClient, email: str) -> ItemOutcome:

@@ -23,16 +23,15 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Row
 
 from kl_sync.normalize import klaviyo_time
 from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload
-from kl_sync.settings import Settings
 from kl_sync.state.codec import utcnow
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import OutboxItem
-from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, StepResult, is_backfill, profile_of
-from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, lookback, run_stream
+from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, is_backfill, profile_of
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, lookback
 from kl_sync.store.readers import customers_by_id, order_items_by_order
 
 STREAM = "orders"
@@ -184,15 +183,5 @@ ORDERS = StreamStep(
 )
 
 
-def process_orders(
-    store: Engine,
-    state: Engine,
-    settings: Settings,
-    *,
-    from_start: bool = False,
-    run_id: str | None = None,
-    now: dt.datetime | None = None,
-    progress: Any = None,
-) -> StepResult:
-    """Queue the events of every order changed since the cursor (or of every order, ``from_start``)."""
-    return run_stream(ORDERS, store, state, settings, from_start=from_start, run_id=run_id, now=now, progress=progress)
+#: Queue the events of every order changed since the cursor (or of every order, ``from_start``).
+process_orders = ORDERS.run

@@ -15,14 +15,13 @@ import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Row
 
 from kl_sync.normalize import normalize_email
 from kl_sync.payloads import EventPayload
-from kl_sync.settings import Settings
 from kl_sync.state.outbox import OutboxItem
-from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, StepResult, is_backfill
-from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, run_stream
+from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, is_backfill
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep
 from kl_sync.store.contract import system_log
 from kl_sync.store.readers import customers_by_id
 
@@ -106,15 +105,5 @@ PARSE = StreamStep(
 )
 
 
-def parse_log(
-    store: Engine,
-    state: Engine,
-    settings: Settings,
-    *,
-    from_start: bool = False,
-    run_id: str | None = None,
-    now: dt.datetime | None = None,
-    progress: Any = None,
-) -> StepResult:
-    """Queue every tracked log row after the cursor (or from the first row with ``from_start``)."""
-    return run_stream(PARSE, store, state, settings, from_start=from_start, run_id=run_id, now=now, progress=progress)
+#: Queue every tracked log row after the cursor (or from the first row with ``from_start``).
+parse_log = PARSE.run

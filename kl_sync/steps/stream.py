@@ -13,7 +13,7 @@ A store-reading step is a :class:`StreamStep`, data rather than a loop of its ow
   of its rows starts with (``log:``, ``order:``, ``suppress:``), so a key names the step that can
   rebuild it from the store.
 
-:func:`run_stream` reads chunk after chunk, builds every row (a bad row becomes a dead letter naming
+:meth:`StreamStep.run` reads chunk after chunk, builds every row (a bad row becomes a dead letter naming
 it, never a crash), and commits the chunk's outbox rows, dead letters, touched customers, step
 state and cursor in ONE transaction: a crash before the commit repeats the chunk; after it, nothing
 of it is redone.
@@ -159,6 +159,31 @@ class StreamStep:
     def letter_key(self, row: Row[Any]) -> str:
         return f"{self.key_prefix}:{row.id}"
 
+    def run(
+        self,
+        store: Engine,
+        state: Engine,
+        settings: Settings,
+        *,
+        from_start: bool = False,
+        run_id: str | None = None,
+        now: dt.datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> StepResult:
+        """Run the step: every chunk of its source, each committed whole (with ``from_start``, a
+        store stream from its first row)."""
+        context = StepContext(store, state, settings, now or dt.datetime.now(dt.UTC))
+        result = StepResult(self.name)
+        for chunk in self.source.chunks(context, from_start=from_start):
+            out = _build(self, chunk.rows, self.prepare(context, chunk.rows))
+            _commit(state, self, chunk, out, result, run_id)
+            result.rows_read += chunk.read
+            if self.rows_detail is not None:
+                result.details[self.rows_detail] = result.rows_read
+            if progress is not None:
+                progress(chunk.read)
+        return result
+
 
 @dataclass
 class _ChunkOutput:
@@ -202,29 +227,3 @@ def _commit(state: Engine, step: StreamStep, chunk: Chunk, out: _ChunkOutput, re
             result.count_metric(item.payload["metric"])
     result.queued += len(new_keys)
     result.dead_letters += len(letters)
-
-
-def run_stream(
-    step: StreamStep,
-    store: Engine,
-    state: Engine,
-    settings: Settings,
-    *,
-    from_start: bool = False,
-    run_id: str | None = None,
-    now: dt.datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> StepResult:
-    """Run one declared step: every chunk of its source, each committed whole (or, with
-    ``from_start``, a store stream from its first row)."""
-    context = StepContext(store, state, settings, now or dt.datetime.now(dt.UTC))
-    result = StepResult(step.name)
-    for chunk in step.source.chunks(context, from_start=from_start):
-        out = _build(step, chunk.rows, step.prepare(context, chunk.rows))
-        _commit(state, step, chunk, out, result, run_id)
-        result.rows_read += chunk.read
-        if step.rows_detail is not None:
-            result.details[step.rows_detail] = result.rows_read
-        if progress is not None:
-            progress(chunk.read)
-    return result

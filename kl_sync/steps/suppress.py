@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Row
 
 from kl_sync.normalize import normalize_email
 from kl_sync.payloads import SuppressionPayload
-from kl_sync.settings import Settings
 from kl_sync.state.outbox import OutboxItem
-from kl_sync.steps.common import StepResult
-from kl_sync.steps.stream import Built, RowBuilder, StepContext, StreamStep, TouchedCustomers, run_stream
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StreamStep, TouchedCustomers
 
 KIND = "suppression"
 KEY_PREFIX = "suppress"
@@ -67,8 +65,5 @@ SUPPRESS = StreamStep(
 )
 
 
-def suppress_touched(
-    store: Engine, state: Engine, settings: Settings, *, run_id: str | None = None, progress: Any = None
-) -> StepResult:
-    """Check every touched customer; queue the suppressions the rule calls for."""
-    return run_stream(SUPPRESS, store, state, settings, run_id=run_id, progress=progress)
+#: Check every touched customer; queue the suppressions the rule calls for.
+suppress_touched = SUPPRESS.run
