@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -237,51 +237,53 @@ def _compare(step: str, backend_: Backend, settings: Settings, run_step: Any, ra
     return {"step_seconds": step_times, "raw_seconds": raw_times, "queued": queued[0], "rows": rows}
 
 
-def run_parse(rows: int = 1_000_000, *, repeat: int = 3, postgres: bool = True, customers: int = 50_000,
-              postgres_rows: int | None = None) -> BenchResult:
-    result = BenchResult("parse")
+def _run_step(step: str, run: Any, raw_sql: Any, rows_on: Callable[[Backend], int], fill: Callable[[Backend, int], None],
+              figures_of: Callable[[Backend, int, dict[str, Any], float, float], list[Figure]], *, repeat: int,
+              postgres: bool) -> BenchResult:
+    """One step on each backend: fill the store, time the step from the first row and the raw
+    statements, and describe the medians."""
+    result = BenchResult(step)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ")
-    sqlite_rows = rows
-    with backends("parse", postgres=postgres) as made:
+    with backends(step, postgres=postgres) as made:
         for b in made:
-            rows = (postgres_rows or sqlite_rows) if b.name == "postgresql" else sqlite_rows
-            fill_store(b.store, customers=customers, log_rows=rows)
+            rows = rows_on(b)
+            fill(b, rows)
             settings = load_settings(store_url=b.store_url)
-            figures = _compare("parse", b, settings,
-                               lambda store, state, s: parse_log(store, state, s, from_start=True),
-                               raw_parse_sql(b.name, b.store_prefix, now), rows, repeat)
-            step, raw = median(figures["step_seconds"]), median(figures["raw_seconds"])
-            size = f"{rows:,} log rows, {b.name}"
-            result.figures += [
-                Figure("2 parse", f"rows/s ({b.name})", rows / step, "rows/s", (">=", 100_000), size, repeat,
-                       f"median {step:.1f} s"),
-                Figure("2 parse", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", ("<=", 1.5), size, repeat,
-                       f"raw: median {raw:.2f} s = {rows / raw:,.0f} rows/s"),
-            ]
+            figures = _compare(step, b, settings, lambda store, state, s: run(store, state, s, from_start=True),
+                               raw_sql(b.name, b.store_prefix, now), rows, repeat)
+            result.figures += figures_of(b, rows, figures, median(figures["step_seconds"]), median(figures["raw_seconds"]))
             result.details[b.name] = figures
     return result
+
+
+def run_parse(rows: int = 1_000_000, *, repeat: int = 3, postgres: bool = True, customers: int = 50_000,
+              postgres_rows: int | None = None) -> BenchResult:
+    def figures_of(b: Backend, n: int, found: dict[str, Any], step: float, raw: float) -> list[Figure]:
+        size = f"{n:,} log rows, {b.name}"
+        return [
+            Figure("2 parse", f"rows/s ({b.name})", n / step, "rows/s", (">=", 100_000), size, repeat,
+                   f"median {step:.1f} s"),
+            Figure("2 parse", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", ("<=", 1.5), size, repeat,
+                   f"raw: median {raw:.2f} s = {n / raw:,.0f} rows/s"),
+        ]
+
+    return _run_step("parse", parse_log, raw_parse_sql,
+                     lambda b: (postgres_rows or rows) if b.name == "postgresql" else rows,
+                     lambda b, n: fill_store(b.store, customers=customers, log_rows=n), figures_of,
+                     repeat=repeat, postgres=postgres)
 
 
 def run_orders(orders: int = 200_000, *, repeat: int = 3, postgres: bool = True, customers: int = 50_000,
                postgres_orders: int | None = None) -> BenchResult:
-    result = BenchResult("orders")
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ")
-    sqlite_orders = orders
-    with backends("orders", postgres=postgres) as made:
-        for b in made:
-            orders = (postgres_orders or sqlite_orders) if b.name == "postgresql" else sqlite_orders
-            fill_store(b.store, customers=customers, orders=orders)
-            settings = load_settings(store_url=b.store_url)
-            figures = _compare("orders", b, settings,
-                               lambda store, state, s: process_orders(store, state, s, from_start=True),
-                               raw_orders_sql(b.name, b.store_prefix, now), orders, repeat)
-            step, raw = median(figures["step_seconds"]), median(figures["raw_seconds"])
-            size = f"{orders:,} orders ({figures['queued']:,} events), {b.name}"
-            result.figures += [
-                Figure("3 orders", f"orders/s ({b.name})", orders / step, "rows/s", None, size, repeat,
-                       f"median {step:.1f} s"),
-                Figure("3 orders", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", None, size, repeat,
-                       f"raw: median {raw:.2f} s"),
-            ]
-            result.details[b.name] = figures
-    return result
+    def figures_of(b: Backend, n: int, found: dict[str, Any], step: float, raw: float) -> list[Figure]:
+        size = f"{n:,} orders ({found['queued']:,} events), {b.name}"
+        return [
+            Figure("3 orders", f"orders/s ({b.name})", n / step, "rows/s", None, size, repeat, f"median {step:.1f} s"),
+            Figure("3 orders", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", None, size, repeat,
+                   f"raw: median {raw:.2f} s"),
+        ]
+
+    return _run_step("orders", process_orders, raw_orders_sql,
+                     lambda b: (postgres_orders or orders) if b.name == "postgresql" else orders,
+                     lambda b, n: fill_store(b.store, customers=customers, orders=n), figures_of,
+                     repeat=repeat, postgres=postgres)

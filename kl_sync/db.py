@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import BigInteger, Engine, Integer, Table, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import URL, make_url
+
+#: Integer ids, in the store's contract and the state's tables alike: BigInteger on servers, but
+#: SQLite only autoincrements an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
 
 # SQLAlchemy's default drivers for these names (psycopg2, mysqlclient) are not installed; ours are.
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}

@@ -227,10 +227,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kl-sync", description="Keep Klaviyo true to the store's database.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_store_and_db_commands(sub: Any) -> None:
+    """``store generate`` and ``db upgrade`` / ``db current``."""
     store = sub.add_parser("store", help="the shop's database (demo generator)")
     store_sub = store.add_subparsers(dest="store_command", required=True, metavar="SUBCOMMAND")
     gen = store_sub.add_parser("generate", help="write a realistic, deterministic demo store into a database URL")
@@ -251,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     cur.add_argument("--url", help="state database URL (default: KL_SYNC_STATE_URL)")
     cur.set_defaults(handler=cmd_db_current)
 
+
+def _add_sync_command(sub: Any) -> None:
+    """``sync`` and its options."""
     sync = sub.add_parser("sync", help="run the sync flow once (through Prefect)")
     sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "--rate-scale (default 1: Klaviyo's own windows)")
     sync.set_defaults(handler=cmd_sync)
 
+
+def _add_reading_commands(sub: Any) -> None:
+    """``status``, ``dead-letters`` and ``quality``: what the state database holds."""
     status = sub.add_parser("status", help="cursors, outbox counts, dead letters and the last runs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--runs", type=int, default=5, help="how many recent runs (default 5)")
@@ -290,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     q_docs.add_argument("--out", default=".kl_sync/data-docs", help="folder for the site (default .kl_sync/data-docs)")
     q_docs.set_defaults(handler=cmd_quality_docs)
 
+
+def _add_demo_and_emulator_commands(sub: Any) -> None:
+    """``demo`` and ``emulator``."""
     demo = sub.add_parser("demo", help="the whole thing on the embedded defaults (what `make demo` runs)")
     demo.add_argument("--customers", type=int, default=300, help="demo store size (default 300)")
     demo.add_argument("--seed", type=int, default=1)
@@ -301,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     emu = sub.add_parser("emulator", help="run the local Klaviyo emulator (default: the demo's account)")
     emulator_cli.add_arguments(emu)
     emu.set_defaults(handler=emulator_cli.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kl-sync", description="Keep Klaviyo true to the store's database.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_store_and_db_commands(sub)
+    _add_sync_command(sub)
+    _add_reading_commands(sub)
+    _add_demo_and_emulator_commands(sub)
     return parser
 
 

@@ -106,6 +106,38 @@ def _encode_entries(entries: list[_Entry]) -> bytes:
 
 
 @dataclass
+class _Encoded:
+    """A call's events, built and encoded once: bodies are assembled from these encodings."""
+
+    profiles: list[dict[str, Any]]
+    #: ``encode_body`` of each event's profile: also what groups the events by profile.
+    profile_keys: list[bytes]
+    bodies: list[dict[str, Any]]
+    encoded_bodies: list[bytes]
+    #: Bytes each event adds to a body, and each distinct profile's entry before its events.
+    event_sizes: list[int]
+    entry_sizes: dict[bytes, int]
+    empty_size: int
+
+
+def _encode(events: Sequence[EventPayload]) -> _Encoded:
+    profiles = [build_profile_resource(event["profile"]) for event in events]
+    profile_keys = [encode_body(profile) for profile in profiles]
+    bodies = [build_event_attributes(event) for event in events]
+    encoded_bodies = [encode_body(body) for body in bodies]
+    # An encoded wrapper is its encoding with ``{}`` in place of the wrapped object, plus that
+    # object's own encoding: so each event and each distinct profile is encoded once.
+    event_wrapper = len(encode_body({"type": "event", "attributes": {}})) - 2
+    entry_wrapper = len(encode_body(_bulk_entry({}, []))) - 2
+    return _Encoded(
+        profiles, profile_keys, bodies, encoded_bodies,
+        event_sizes=[event_wrapper + len(encoded) for encoded in encoded_bodies],
+        entry_sizes={key: entry_wrapper + len(key) for key in profile_keys},
+        empty_size=len(encode_body(_bulk_envelope([]))),
+    )
+
+
+@dataclass
 class _Open:
     """The batch being filled."""
 
@@ -114,6 +146,34 @@ class _Open:
     entry_of: dict[bytes, int] = field(default_factory=dict)
     positions: dict[tuple[int, ...], int] = field(default_factory=dict)
     seen: set[tuple[bytes, str, str]] = field(default_factory=set)
+
+    def extra(self, encoded: _Encoded, position: int) -> int:
+        """Bytes the event at ``position`` would add: its own, plus its profile's entry if new here."""
+        key = encoded.profile_keys[position]
+        if key in self.entry_of:
+            return encoded.event_sizes[position] + 1
+        return encoded.entry_sizes[key] + encoded.event_sizes[position] + (1 if self.entries else 0)
+
+    def add(self, encoded: _Encoded, position: int, extra: int) -> None:
+        key = encoded.profile_keys[position]
+        entry_index = self.entry_of.get(key)
+        if entry_index is None:
+            entry_index = len(self.entries)
+            self.entries.append(_Entry(encoded.profiles[position], key))
+            self.entry_of[key] = entry_index
+        entry = self.entries[entry_index]
+        self.positions[(entry_index, len(entry.events))] = position
+        entry.events.append(encoded.bodies[position])
+        entry.encoded_events.append(encoded.encoded_bodies[position])
+        self.size += extra
+
+    def batch(self) -> Batch:
+        entries = [
+            _bulk_entry(entry.profile, [{"type": "event", "attributes": body} for body in entry.events])
+            for entry in self.entries
+        ]
+        return Batch(_bulk_envelope(entries), self.positions, EVENTS_POINTER, self.size,
+                     encoded=_encode_entries(self.entries))
 
 
 def build_event_bulk_bodies(
@@ -130,63 +190,28 @@ def build_event_bulk_bodies(
     """
     if max_events < 1:
         raise ValueError(f"max_events must be at least 1, not {max_events}")
-    profiles = [build_profile_resource(event["profile"]) for event in events]
-    profile_keys = [encode_body(profile) for profile in profiles]
-    bodies = [build_event_attributes(event) for event in events]
-    encoded_bodies = [encode_body(body) for body in bodies]
-    # An encoded wrapper is its encoding with ``{}`` in place of the wrapped object, plus that
-    # object's own encoding: so each event and each distinct profile is encoded once.
-    event_wrapper = len(encode_body({"type": "event", "attributes": {}})) - 2
-    event_sizes = [event_wrapper + len(encoded) for encoded in encoded_bodies]
-    # Size of an entry with no events yet, per distinct profile.
-    entry_wrapper = len(encode_body(_bulk_entry({}, []))) - 2
-    entry_sizes = {key: entry_wrapper + len(key) for key in profile_keys}
-    empty_size = len(encode_body(_bulk_envelope([])))
-
+    encoded = _encode(events)
     batches: list[Batch] = []
-
-    def close(open_: _Open) -> None:
-        entries = [
-            _bulk_entry(entry.profile, [{"type": "event", "attributes": body} for body in entry.events])
-            for entry in open_.entries
-        ]
-        batches.append(Batch(_bulk_envelope(entries), open_.positions, EVENTS_POINTER, open_.size,
-                             encoded=_encode_entries(open_.entries)))
-
     # Group by profile, keeping first-appearance order; repeats of a unique_id go round again.
-    pending = _group(range(len(events)), profile_keys)
+    pending = _group(range(len(events)), encoded.profile_keys)
     while pending:
         deferred: list[int] = []
-        current = _Open(empty_size)
+        current = _Open(encoded.empty_size)
         for position in pending:
-            key = profile_keys[position]
-            dedupe = (key, events[position]["metric"], _identity(events[position]))
+            dedupe = (encoded.profile_keys[position], events[position]["metric"], _identity(events[position]))
             if dedupe in current.seen:
                 deferred.append(position)
                 continue
-            entry_index = current.entry_of.get(key)
-            if entry_index is None:
-                extra = entry_sizes[key] + event_sizes[position] + (1 if current.entries else 0)
-            else:
-                extra = event_sizes[position] + 1
+            extra = current.extra(encoded, position)
             if current.positions and (len(current.positions) >= max_events or current.size + extra > max_bytes):
-                close(current)
-                current = _Open(empty_size)
-                entry_index = None
-                extra = entry_sizes[key] + event_sizes[position]
-            if entry_index is None:
-                entry_index = len(current.entries)
-                current.entries.append(_Entry(profiles[position], key))
-                current.entry_of[key] = entry_index
-            entry = current.entries[entry_index]
-            current.positions[(entry_index, len(entry.events))] = position
-            entry.events.append(bodies[position])
-            entry.encoded_events.append(encoded_bodies[position])
+                batches.append(current.batch())
+                current = _Open(encoded.empty_size)
+                extra = current.extra(encoded, position)
+            current.add(encoded, position, extra)
             current.seen.add(dedupe)
-            current.size += extra
         if current.positions:
-            close(current)
-        pending = _group(deferred, profile_keys)
+            batches.append(current.batch())
+        pending = _group(deferred, encoded.profile_keys)
     return batches
 
 

@@ -127,21 +127,11 @@ def _fires(rng: random.Random, server_logged: bool, browser_share: float) -> boo
     return not server_logged or rng.random() < browser_share
 
 
-def plan_browser_events(
+def _read_history(
     store_engine: Engine,
-    *,
-    seed: int,
-    tz: ZoneInfo | str,
-    site_url: str = "https://shop.example.com",
-    browser_share: float = BROWSER_TRACKED_SHARE,
-) -> list[dict[str, Any]]:
-    """The browser events of every customer with a usable e-mail, ordered by time.
-
-    Each event is a ``/client/events`` payload as :func:`kl_sync.onsite.snippets.build_client_events`
-    builds it. ``tz`` is the store's time zone (its timestamps are naive local times).
-    """
-    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
-    catalog = read_box_catalog(store_engine, site_url=site_url)
+) -> tuple[dict[int, tuple[dt.datetime, str | None]], dict[int, dt.datetime], list[Any]]:
+    """Per customer: the first sign-up start logged (time, data), the last cancellation logged, and
+    every customer's row, in id order."""
     log_query = select(system_log.c.customer_id, system_log.c.type, system_log.c.created_at, system_log.c.data).where(
         system_log.c.type.in_(("started.signup", "cancelled")), system_log.c.customer_id.is_not(None)
     ).order_by(system_log.c.id)
@@ -159,7 +149,25 @@ def plan_browser_events(
             else:
                 cancel_log[row.customer_id] = row.created_at
         customer_rows = list(conn.execute(customer_query))
+    return signup_log, cancel_log, customer_rows
 
+
+def plan_browser_events(
+    store_engine: Engine,
+    *,
+    seed: int,
+    tz: ZoneInfo | str,
+    site_url: str = "https://shop.example.com",
+    browser_share: float = BROWSER_TRACKED_SHARE,
+) -> list[dict[str, Any]]:
+    """The browser events of every customer with a usable e-mail, ordered by time.
+
+    Each event is a ``/client/events`` payload as :func:`kl_sync.onsite.snippets.build_client_events`
+    builds it. ``tz`` is the store's time zone (its timestamps are naive local times).
+    """
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    catalog = read_box_catalog(store_engine, site_url=site_url)
+    signup_log, cancel_log, customer_rows = _read_history(store_engine)
     planned: list[tuple[dt.datetime, int, dict[str, Any]]] = []
     for customer in customer_rows:
         email = normalize_email(customer.email)

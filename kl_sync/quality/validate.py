@@ -41,6 +41,36 @@ def _unexpected(kind: str, result: Any) -> tuple[str, list[int]]:
     return name, [int(position) for position in entries]
 
 
+def _run_suites(kind: str, gx: Any, plan: Any, frame: Any, parameters: dict[str, Any]) -> tuple[dict[str, set[str]], list[Any]]:
+    """Run a kind's per-row suite over ``frame`` and its per-distinct-value suites over each column's
+    distinct values; the keys each expectation failed, and the GX results."""
+    import numpy as np
+    import pandas as pd
+
+    by_name: dict[str, set[str]] = {name: set() for name in plan.names}
+    validations: list[Any] = []
+    if not len(frame):
+        return by_name, validations
+    frame_keys = frame["key"].to_numpy(dtype=object)
+    with gx.lock:
+        result = gx.run(plan.rows, frame, parameters)
+    validations.append(result)
+    for expectation_result in result.results:
+        name, positions = _unexpected(kind, expectation_result)
+        by_name[name].update(frame_keys[positions])
+    for column, suite in plan.distinct.items():
+        codes, distinct = frame[column].factorize()  # nulls get code -1: not checked, as GX skips nulls
+        if not len(distinct):
+            continue
+        with gx.lock:
+            result = gx.run(suite, pd.DataFrame({column: distinct}), parameters)
+        validations.append(result)
+        for expectation_result in result.results:
+            name, positions = _unexpected(kind, expectation_result)
+            by_name[name].update(frame_keys[np.isin(codes, positions)])
+    return by_name, validations
+
+
 def validate_batch(
     kind: str,
     rows: Sequence[tuple[str, Any]],
@@ -65,35 +95,12 @@ def validate_batch(
         raise ValueError("now must be timezone-aware")
     parameters = {"metric_names": names_allowed, "latest_time": (now + TIME_HORIZON).isoformat()}
 
-    import numpy as np
-    import pandas as pd
-
     batch = flatten_batch(kind, rows)
     keys = [key for key, _ in rows]
     failed = {key: [f"{UNFLATTENABLE}: {reason}"] for key, reason in batch.unflattenable.items()}
     gx = engine(suites_dir)
     plan = gx.kinds[kind]
-    by_name: dict[str, set[str]] = {name: set() for name in plan.names}
-    validations: list[Any] = []
-    frame = batch.frame
-    if len(frame):
-        frame_keys = frame["key"].to_numpy(dtype=object)
-        with gx.lock:
-            result = gx.run(plan.rows, frame, parameters)
-        validations.append(result)
-        for expectation_result in result.results:
-            name, positions = _unexpected(kind, expectation_result)
-            by_name[name].update(frame_keys[positions])
-        for column, suite in plan.distinct.items():
-            codes, distinct = frame[column].factorize()  # nulls get code -1: not checked, as GX skips nulls
-            if not len(distinct):
-                continue
-            with gx.lock:
-                result = gx.run(suite, pd.DataFrame({column: distinct}), parameters)
-            validations.append(result)
-            for expectation_result in result.results:
-                name, positions = _unexpected(kind, expectation_result)
-                by_name[name].update(frame_keys[np.isin(codes, positions)])
+    by_name, validations = _run_suites(kind, gx, plan, batch.frame, parameters)
 
     for name in plan.names:  # suite order, so every row lists its failures the same way
         for key in by_name[name]:

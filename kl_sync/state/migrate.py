@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -38,43 +38,45 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+#: Backend -> (take, release) of a database-wide named lock. SQLite serialises writers itself.
+_LOCK_SQL = {
+    "postgresql": ("SELECT pg_advisory_lock(hashtext(:name))", "SELECT pg_advisory_unlock(hashtext(:name))"),
+    "mysql": ("SELECT GET_LOCK(:name, 60)", "SELECT RELEASE_LOCK(:name)"),
+}
+
+
 @contextmanager
 def _migration_lock(conn: Connection) -> Iterator[None]:
     """Several workers may start at once: only one of them migrates, the others wait for it."""
-    kind = backend(conn.engine)
-    if kind == "postgresql":
-        conn.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": _LOCK_NAME})
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": _LOCK_NAME})
-    elif kind == "mysql":
-        conn.execute(text("SELECT GET_LOCK(:name, 60)"), {"name": _LOCK_NAME})
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _LOCK_NAME})
-    else:  # SQLite serialises writers itself.
+    statements = _LOCK_SQL.get(backend(conn.engine))
+    if statements is None:
         yield
+        return
+    take, release = statements
+    conn.execute(text(take), {"name": _LOCK_NAME})
+    try:
+        yield
+    finally:
+        conn.execute(text(release), {"name": _LOCK_NAME})
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the state database to ``revision``; a no-op when it is already there."""
     if revision == "head" and current_revision(engine) == head_revision():
         return head_revision()
-    with engine.connect() as conn:
-        with _migration_lock(conn):
-            conn.commit()
-            command.upgrade(_config(conn), revision)
-            conn.commit()
-    return current_revision(engine)
+    return _migrate(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> str | None:
+    return _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, move: Callable[[Config, str], None], revision: str) -> str | None:
+    """Run an Alembic command under the migration lock; the revision the database is at after it."""
     with engine.connect() as conn:
         with _migration_lock(conn):
             conn.commit()
-            command.downgrade(_config(conn), revision)
+            move(_config(conn), revision)
             conn.commit()
     return current_revision(engine)
 

@@ -23,9 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from kl_sync.db import Id
+
 metadata = MetaData()
 
-Id = BigInteger().with_variant(Integer(), "sqlite")
 # MySQL's TEXT stops at 64 KB; payloads and original rows may be larger (100 KB strings are legal).
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 # Microsecond timestamps everywhere (MySQL's DATETIME drops fractions unless told).

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Row
 
 from kl_sync.normalize import klaviyo_time
-from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload
+from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload, ProfilePayload
 from kl_sync.state.codec import utcnow
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import OutboxItem
@@ -62,6 +62,28 @@ def _item_properties(item: Row[Any] | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _order_profile(o: Any, customer: Row[Any] | dict[str, Any] | None, tz: ZoneInfo) -> ProfilePayload:
+    """The profile an order's events ride with; :class:`BadRow` naming the order when there is none."""
+    if o["customer_id"] is None:
+        raise BadRow(f"order {o['id']} has no customer")
+    if customer is None:
+        raise BadRow(f"order {o['id']}: customer {o['customer_id']} is not in the store (deleted?)")
+    try:
+        return profile_of(customer, tz)
+    except BadRow as exc:
+        raise BadRow(f"order {o['id']}: {exc}") from None
+
+
+def _order_properties(o: Any, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "OrderId": str(o["id"]),
+        "ItemNames": [line["ProductName"] for line in lines],
+        "Categories": sorted({c for line in lines for c in line["ProductCategories"]}),
+        "Items": lines,
+        "DeliveryDate": o["delivery_date"].isoformat() if o["delivery_date"] else None,
+    }
+
+
 def build_order_events(
     order: Row[Any] | dict[str, Any],
     items: Sequence[Row[Any] | dict[str, Any]],
@@ -79,22 +101,9 @@ def build_order_events(
     Fulfilled Order. Raises :class:`BadRow` when the order cannot be sent (no customer, no e-mail).
     """
     o = order._mapping if isinstance(order, Row) else order
-    if o["customer_id"] is None:
-        raise BadRow(f"order {o['id']} has no customer")
-    if customer is None:
-        raise BadRow(f"order {o['id']}: customer {o['customer_id']} is not in the store (deleted?)")
-    try:
-        profile = profile_of(customer, tz)
-    except BadRow as exc:
-        raise BadRow(f"order {o['id']}: {exc}") from None
+    profile = _order_profile(o, customer, tz)
     lines = [_item_properties(i) for i in items]
-    order_properties = {
-        "OrderId": str(o["id"]),
-        "ItemNames": [line["ProductName"] for line in lines],
-        "Categories": sorted({c for line in lines for c in line["ProductCategories"]}),
-        "Items": lines,
-        "DeliveryDate": o["delivery_date"].isoformat() if o["delivery_date"] else None,
-    }
+    order_properties = _order_properties(o, lines)
     total = _money(o["total"])
 
     def event(metric: str, key: str, when: dt.datetime, value: float, properties: dict[str, Any]) -> EventPayload:

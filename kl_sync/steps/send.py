@@ -193,6 +193,38 @@ def _ramp(batch_size: int) -> list[int]:
     return [size for size in (first, 4 * first) if size < batch_size]
 
 
+def _send_batch(
+    state: Engine,
+    client: Any,
+    batch: _Prepared,
+    result: StepResult,
+    *,
+    retries: Retries,
+    run_id: str | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Send a prepared batch call by call, recording each call's outcomes as it is answered."""
+    from kl_sync.klaviyo.errors import AuthError
+
+    result.rows_read += len(batch.claimed)
+    for kind, report in batch.reports:
+        _tally_quality(result, kind, report)
+    result.dead_letters += batch.quality_rejects
+    if batch.quality_rejects:
+        _count(result, "quality_rejects", batch.quality_rejects)
+    for index, call in enumerate(batch.calls):
+        try:
+            outcomes = call.send(client)
+        except AuthError:
+            unfinished = [i.id for later in batch.calls[index:] for i in later.items]
+            with state.begin() as conn:
+                release(conn, unfinished)
+            raise
+        _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result)
+        if progress is not None:
+            progress(len(call.items))
+
+
 def send_outbox(
     state: Engine,
     client: Any,
@@ -213,8 +245,6 @@ def send_outbox(
 
     Raises the client's ``AuthError`` after handing the unfinished rows back.
     """
-    from kl_sync.klaviyo.errors import AuthError
-
     result = StepResult("send")
     for name in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries"):
         result.details[name] = 0
@@ -244,24 +274,7 @@ def send_outbox(
                 # limiter, on Klaviyo), so claiming, validating and building bodies no longer add to
                 # the time a send takes (benchmarks/README.md, benchmark 1).
                 submit_more()
-                result.rows_read += len(batch.claimed)
-                for kind, report in batch.reports:
-                    _tally_quality(result, kind, report)
-                result.dead_letters += batch.quality_rejects
-                if batch.quality_rejects:
-                    _count(result, "quality_rejects", batch.quality_rejects)
-                for index, call in enumerate(batch.calls):
-                    try:
-                        outcomes = call.send(client)
-                    except AuthError:
-                        unfinished = [i.id for later in batch.calls[index:] for i in later.items]
-                        with state.begin() as conn:
-                            release(conn, unfinished)
-                        raise
-                    _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id,
-                                     result=result)
-                    if progress is not None:
-                        progress(len(call.items))
+                _send_batch(state, client, batch, result, retries=retries, run_id=run_id, progress=progress)
         finally:
             # Batches prepared ahead and never sent (the outbox ran dry, or an error stopped the
             # send) go back to the outbox as they were.

@@ -8,7 +8,6 @@ naive, in the store's time zone (``KL_SYNC_STORE_TIMEZONE``).
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Date,
@@ -22,6 +21,8 @@ from sqlalchemy import (
     Text,
 )
 
+from kl_sync.db import Id
+
 metadata = MetaData()
 
 #: Customer statuses the store uses; other values are tolerated and passed through.
@@ -29,8 +30,6 @@ CUSTOMER_STATUSES = ("Pending", "Active", "Stopped", "Dead")
 SCHEDULES = ("Weekly", "Biweekly", "Monthly")
 ORDER_STATUSES = ("Placed", "Cancelled", "Completed")
 
-# Integer ids: BigInteger on servers, but SQLite only autoincrements an INTEGER PRIMARY KEY.
-Id = BigInteger().with_variant(Integer(), "sqlite")
 
 customers = Table(
     "customers",
