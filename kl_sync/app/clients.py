@@ -37,10 +37,18 @@ def klaviyo_client(settings: Settings, *, api_key: str | None = None, limiter: A
         raise SettingsError(f"KLAVIYO_API_KEY: not set, and KLAVIYO_BASE_URL points at {settings.klaviyo_base_url}")
     from kl_sync.emulator import running_emulator
 
-    with running_emulator(DEMO_DIR / "emulator", api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY) as emulator:
+    with running_emulator(DEMO_DIR / "emulator", demo_emulator()) as emulator:
         with KlaviyoClient(EMULATOR_KEY, emulator.base_url, settings.klaviyo_revision, limiter=limiter,
                            retries=settings.retry.request) as client:
             yield client
+
+
+def demo_emulator(**options: Any) -> Any:
+    """The configuration of the emulator kl-sync starts itself (the embedded default, the demo): the
+    demo account's keys (:data:`~kl_sync.settings.EMULATOR_KEY`), plus ``options``."""
+    from kl_sync.emulator import EmulatorConfig
+
+    return EmulatorConfig(api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY, **options)
 
 
 def rate_limiter(settings: Settings, kind: str = "local", *, scale: float = 1.0) -> Any:

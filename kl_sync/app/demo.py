@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.table import Table
 
+from kl_sync.app.clients import demo_emulator
 from kl_sync.db import make_engine
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, get_settings, prefect_defaults
 from kl_sync.state.dead_letters import list_dead_letters
@@ -147,7 +148,7 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
         shutil.rmtree(paths.emulator_dir, ignore_errors=True)
     generated = prepare_store(paths, customers=customers, seed=seed, console=console)
     prefect_defaults()
-    with running_emulator(paths.emulator_dir, api_keys=(EMULATOR_KEY,), public_key=EMULATOR_PUBLIC_KEY, rate_limits="real") as emulator:
+    with running_emulator(paths.emulator_dir, demo_emulator(rate_limits="real")) as emulator:
         console.print(f"klaviyo  local emulator at {emulator.base_url} (Klaviyo's rate limits on), data in {paths.emulator_dir}")
         if generated:
             _post_browser_events(paths, emulator, console)

@@ -39,7 +39,6 @@ from kl_sync.retry import REQUEST_RETRIES, Retries
 log = logging.getLogger(__name__)
 
 
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
