@@ -102,12 +102,8 @@ class StoreStream:
             cursor = self.rewind(cursor, context.settings)
         where = None if self.where is None else self.where(context.settings)
         for rows in read_after(context.store, stream, cursor, chunk_size=context.settings.chunk_size, where=where):
-            done = functools.partial(_move_cursor, stream=self.stream, value=stream.cursor_of(rows[-1]))
+            done = functools.partial(set_cursor, stream=self.stream, value=stream.cursor_of(rows[-1]))
             yield Chunk(rows, len(rows), done)
-
-
-def _move_cursor(conn: Connection, *, stream: str, value: Sequence[Any]) -> None:
-    set_cursor(conn, stream, value)
 
 
 def lookback(window: Callable[[Settings], dt.timedelta]) -> Rewind:
@@ -116,9 +112,7 @@ def lookback(window: Callable[[Settings], dt.timedelta]) -> Rewind:
     is harmless: keys (and the step's own state) make a re-read row queue nothing new."""
 
     def rewind(cursor: Sequence[Any], settings: Settings) -> Sequence[Any]:
-        since = parse_cursor_datetime(cursor[0])
-        assert since is not None
-        return [since - window(settings), -1]
+        return [parse_cursor_datetime(cursor[0]) - window(settings), -1]  # type: ignore[operator]
 
     return rewind
 
