@@ -17,9 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable
 
+from kl_sync.constants import JSON_API  # noqa: F401  (the emulator's modules take it from here)
+
 SPEC_DIR = Path(__file__).with_name("spec")
-REVISION = "2026-07-15"
-JSON_API = "application/vnd.api+json"  # the media type of every request and answer body
 
 #: Operations the emulator serves, by operationId: one file ``spec/<operationId>.json`` each, so a new
 #: endpoint's slice is a new file there (and its route, in :mod:`kl_sync.emulator.routes`).

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from kl_sync.emulator.errors import Problem, invalid, pointer
 from kl_sync.emulator.storage.schema import ATTRIBUTE_IDENTIFIERS, IDENTIFIER_KINDS
-from kl_sync.emulator.storage.values import chunks, dumps, identifier_key, new_ulid, placeholders
+from kl_sync.chunks import chunks
+from kl_sync.emulator.storage.values import IN_LIST_SIZE, dumps, identifier_key, new_ulid, placeholders
 
 _PROFILE_COLUMNS = "id, attributes, properties, created, updated, last_event_date"
 
@@ -98,7 +99,7 @@ class Profiles:
                 if (kind, key) not in self._owners:
                     wanted.setdefault(kind, set()).add(key)
         for kind, keys in wanted.items():
-            for chunk in chunks(sorted(keys)):
+            for chunk in chunks(sorted(keys), IN_LIST_SIZE):
                 found = dict(
                     self._conn.execute(
                         "SELECT value, profile_id FROM profile_identifiers WHERE kind = ? "
@@ -109,7 +110,7 @@ class Profiles:
                 for key in chunk:
                     self._owners[(kind, key)] = found.get(key)
                 ids.update(found.values())
-        for chunk in chunks(sorted(ids - self._profiles.keys())):
+        for chunk in chunks(sorted(ids - self._profiles.keys()), IN_LIST_SIZE):
             rows = self._conn.execute(
                 f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE id IN ({placeholders(len(chunk))})", chunk
             ).fetchall()

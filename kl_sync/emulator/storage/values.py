@@ -8,7 +8,6 @@ import os
 import secrets
 import string
 import time
-from typing import Any, Iterator, Sequence
 
 #: JSON text as stored (compact, UTF-8 kept).
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -38,10 +37,8 @@ def uuid4_from_hex(hex32: str) -> str:
     return f"{hex32[:8]}-{hex32[8:12]}-4{hex32[13:16]}-{variant}{hex32[17:20]}-{hex32[20:32]}"
 
 
-def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    """Slices of at most ``size``: SQLite takes at most 999 parameters in one statement."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+#: Values per ``IN (…)`` of the account's SQLite file: SQLite takes at most 999 parameters a statement.
+IN_LIST_SIZE = 500
 
 
 def placeholders(count: int) -> str:
