@@ -10,6 +10,7 @@ from kl_sync.analysis.duplicates import (
     dedupe_sentences,
     delay_sentences,
     find_duplicates,
+    server_browser_pairs,
     twin_sentences,
 )
 from kl_sync.analysis.figures import (
@@ -40,6 +41,7 @@ from kl_sync.analysis.missed import (
     stalled_more_than,
     stalled_sentences,
     stalled_table,
+    start_metrics,
 )
 from kl_sync.analysis.notebook import (
     NotebookSettings,
@@ -102,11 +104,13 @@ __all__ = [
     "push_to_list",
     "push_win_back",
     "resolve_since",
+    "server_browser_pairs",
     "resolve_store_url",
     "rule_table",
     "signup_funnel",
     "stalled_more_than",
     "stalled_sentences",
     "stalled_table",
+    "start_metrics",
     "twin_sentences",
 ]

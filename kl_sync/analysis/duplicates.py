@@ -182,6 +182,22 @@ def find_duplicates(
     candidates["abs_delay"] = candidates["delay"].abs()
     chosen = _nearest_pairs(candidates)
 
+    twins = _twins(chosen)
+    original = list(events.columns)
+    server_only = _unpaired(server, twins["server_event_id"], original)
+    browser_only = _unpaired(browser, twins["browser_event_id"], original)
+    outcomes = _outcomes(twins, server_only, browser_only)
+    all_pairs = pd.DataFrame({"metric_pair": [metric_pair_name(s, b) for s, b in pairs.items()]})
+    rates = all_pairs.merge(_rate_table(outcomes, ["metric_pair"]), on="metric_pair", how="left")
+    for column in ("server_events", "browser_events", "pairs", "server_only", "browser_only"):
+        rates[column] = rates[column].fillna(0).astype(int)
+    weekly = _rate_table(outcomes, ["metric_pair", "week", "week_start"])
+    weekly = weekly.sort_values(["metric_pair", "week"]).reset_index(drop=True)
+    return DuplicateReport(twins, server_only, browser_only, rates, weekly, _monthly(outcomes, list(all_pairs["metric_pair"])))
+
+
+def _twins(chosen: pd.DataFrame) -> pd.DataFrame:
+    """The chosen candidate pairs as :data:`PAIR_COLUMNS` rows, oldest server event first."""
     twins = pd.DataFrame(
         {
             "server_event_id": chosen["server_id"].to_numpy(),
@@ -198,14 +214,18 @@ def find_duplicates(
     twins["server_time"] = pd.to_datetime(twins["server_time"], utc=True)
     twins["browser_time"] = pd.to_datetime(twins["browser_time"], utc=True)
     twins["week"] = iso_week(twins["server_time"]) if len(twins) else pd.Series(dtype="string")
-    twins = twins[PAIR_COLUMNS].sort_values(["server_time", "server_event_id"], kind="mergesort").reset_index(drop=True)
+    return twins[PAIR_COLUMNS].sort_values(["server_time", "server_event_id"], kind="mergesort").reset_index(drop=True)
 
-    original = list(events.columns)
-    server_only = server[~server["id"].isin(twins["server_event_id"])][[*original, "metric_pair"]].reset_index(drop=True)
-    browser_only = browser[~browser["id"].isin(twins["browser_event_id"])][[*original, "metric_pair"]].reset_index(drop=True)
-    server_only["datetime"] = pd.to_datetime(server_only["datetime"], utc=True)
-    browser_only["datetime"] = pd.to_datetime(browser_only["datetime"], utc=True)
 
+def _unpaired(side: pd.DataFrame, paired_ids: pd.Series, columns: list[str]) -> pd.DataFrame:
+    """The events of one side that found no twin, with the input's columns and their metric pair."""
+    unpaired = side[~side["id"].isin(paired_ids)][[*columns, "metric_pair"]].reset_index(drop=True)
+    unpaired["datetime"] = pd.to_datetime(unpaired["datetime"], utc=True)
+    return unpaired
+
+
+def _outcomes(twins: pd.DataFrame, server_only: pd.DataFrame, browser_only: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair or unpaired event: its metric pair, time, outcome, week and week start."""
     outcomes = pd.concat(
         [
             pd.DataFrame({"metric_pair": twins["metric_pair"], "time": twins["server_time"], "outcome": "pair"}),
@@ -217,13 +237,7 @@ def find_duplicates(
     outcomes["time"] = pd.to_datetime(outcomes["time"], utc=True)
     outcomes["week"] = iso_week(outcomes["time"]) if len(outcomes) else pd.Series(dtype="string")
     outcomes["week_start"] = week_start(outcomes["time"])
-    all_pairs = pd.DataFrame({"metric_pair": [metric_pair_name(s, b) for s, b in pairs.items()]})
-    rates = all_pairs.merge(_rate_table(outcomes, ["metric_pair"]), on="metric_pair", how="left")
-    for column in ("server_events", "browser_events", "pairs", "server_only", "browser_only"):
-        rates[column] = rates[column].fillna(0).astype(int)
-    weekly = _rate_table(outcomes, ["metric_pair", "week", "week_start"])
-    weekly = weekly.sort_values(["metric_pair", "week"]).reset_index(drop=True)
-    return DuplicateReport(twins, server_only, browser_only, rates, weekly, _monthly(outcomes, list(all_pairs["metric_pair"])))
+    return outcomes
 
 
 def _monthly(outcomes: pd.DataFrame, metric_pairs: list[str]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from kl_sync.klaviyo.client import KlaviyoClient, RequestRecord
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 from kl_sync.retry import REQUEST_RETRIES
-from kl_sync.settings import EMULATOR_KEY, EMULATOR_PORT, HOME_DIR, SettingsError, load_settings
+from kl_sync.settings import DEFAULT_LOG_METRICS, EMULATOR_KEY, EMULATOR_PORT, HOME_DIR, SettingsError, load_settings
 
 #: The probe: one profile (a key that reads nothing else still passes; the loaders then say what lacks).
 GET_PROFILES = ENDPOINT_LIMITS["get_profiles"]
@@ -74,6 +74,8 @@ class NotebookSettings:
     #: Where the notebooks write their CSVs (relative to the repository's root).
     output_dir: str
     store_timezone: str = "UTC"
+    #: Tracked log type -> Klaviyo metric (``KL_SYNC_LOG_METRICS``): which server metrics the analyses read.
+    log_metrics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LOG_METRICS))
 
     def __repr__(self) -> str:
         key = "None" if self.klaviyo_api_key is None else "'<hidden>'"
@@ -107,6 +109,7 @@ def notebook_settings(root: Path | None = None) -> NotebookSettings:
         klaviyo_api_key=key,
         output_dir=default_output_dir(settings.store_url),
         store_timezone=settings.store_timezone,
+        log_metrics=dict(settings.log_metrics),
     )
 
 
