@@ -65,7 +65,9 @@ class Journal:
         with self._lock:
             self._file.flush()
             text = self.path.read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        # Lines end at "\n" only: str.splitlines() would also cut at U+2028 / U+2029, which a body's
+        # strings may hold as they are (JSON allows them unescaped; a browser's JSON.stringify sends them so).
+        return [json.loads(line) for line in text.split("\n") if line.strip()]
 
     def close(self) -> None:
         with self._lock:

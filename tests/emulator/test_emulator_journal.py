@@ -55,3 +55,13 @@ def test_a_pretty_printed_body_is_journaled_on_one_line(fresh_emu):
     text = (fresh_emu.data_dir / "journal.jsonl").read_text()
     assert len(text.splitlines()) == 1
     assert fresh_emu.journal()[0]["body"]["data"]["attributes"]["name"] == "Line\nBreak"
+
+
+def test_line_and_paragraph_separators_in_a_body_read_back_intact(fresh_emu):
+    # As a browser's JSON.stringify sends them: unescaped (JSON allows U+2028 / U+2029 in strings).
+    raw = '{"data": {"type": "list", "attributes": {"name": "Box\u2028Line\u2029Para"}}}'.encode()
+    assert b"\xe2\x80\xa8" in raw
+    response = requests.post(f"{fresh_emu.base_url}/api/lists", data=raw, headers=headers(), timeout=30)
+    assert response.status_code == 201
+    [line] = fresh_emu.journal()
+    assert line["body"]["data"]["attributes"]["name"] == "Box\u2028Line\u2029Para"
