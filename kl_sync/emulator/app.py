@@ -1,7 +1,8 @@
 """The emulator's HTTP app: :func:`create_app` serves the routers of :mod:`.routes` behind the
 journal, and answers every error as Klaviyo does.
 
-Every request is journaled first (:mod:`.journal`), then routed; an operation's route passes the
+Every request is journaled first (:mod:`.journal`), then given CORS headers if it is for a
+``/client/*`` operation (:mod:`.routes.onsite`), then routed; an operation's route passes the
 gate (:mod:`.gate`) before its handler runs. Errors raised anywhere are
 :class:`~kl_sync.emulator.errors.ApiProblemError`, answered with Klaviyo's error body (and the rate
 headers the gate granted); an unknown path gets Klaviyo's 404, a known path with another method 405.
@@ -22,6 +23,7 @@ from kl_sync.emulator.documents import api_response
 from kl_sync.emulator.errors import ApiProblemError, fail
 from kl_sync.emulator.journal import JournalMiddleware
 from kl_sync.emulator.routes import ROUTERS
+from kl_sync.emulator.routes.onsite import ClientCors
 
 
 def create_app(data_dir: str | Path, config: EmulatorConfig | None = None) -> FastAPI:
@@ -34,6 +36,7 @@ def create_app(data_dir: str | Path, config: EmulatorConfig | None = None) -> Fa
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(ClientCors)  # inside the journal, so preflights are journaled too
     app.add_middleware(JournalMiddleware, journal=emulator.journal)
     return app
 

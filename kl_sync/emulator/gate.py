@@ -42,7 +42,8 @@ _ACCEPTED_BODY_TYPES = ("application/vnd.api+json", "application/json")
 # Klaviyo's documented body limits. Sizes are decimal (5 MB = 5,000,000 bytes): when the docs are
 # vague, the emulator is the stricter side, so a client that passes here also passes at Klaviyo.
 MAX_BODY_BYTES = 5_000_000
-MAX_BODY_BYTES_BY_OPERATION = {"create_or_update_profile": 100_000}
+# One profile is at most 100 KB, whichever side sends it.
+MAX_BODY_BYTES_BY_OPERATION = {"create_or_update_profile": 100_000, "create_client_profile": 100_000}
 MAX_STRING_BYTES = 100_000
 
 

@@ -84,6 +84,7 @@ _ALL = (
     _limits("bulk_import_profiles", "POST", "/api/profile-bulk-import-jobs", 10, 150,
             max_items=10_000, max_bytes=FIVE_MB, max_item_bytes=HUNDRED_KB),
     _limits("create_or_update_profile", "POST", "/api/profile-import", 75, 750, max_items=1, max_bytes=HUNDRED_KB),
+    _limits("create_client_profile", "POST", "/client/profiles", 350, 3500, max_items=1, max_bytes=HUNDRED_KB),
     _limits("bulk_suppress_profiles", "POST", "/api/profile-suppression-bulk-create-jobs", 75, 750, max_items=100),
     _limits("create_list", "POST", "/api/lists", 10, 150, daily=150),
     _limits("add_profiles_to_list", "POST", "/api/lists/{id}/relationships/profiles", 10, 150, max_items=1000),

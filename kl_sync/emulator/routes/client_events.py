@@ -1,7 +1,7 @@
 """The browser side: ``POST /client/events?company_id=<public key>``, the event a site's
 ``klaviyo.track`` sends. It carries no private key (the gate checks ``company_id`` instead), and
-may not change an existing profile's identifiers. Serving the onsite ``klaviyo.js`` script would
-be a route here too."""
+may not change an existing profile's identifiers. The onsite ``klaviyo.js`` that sends it from a page
+is served by :mod:`.onsite`."""
 
 from __future__ import annotations
 
