@@ -7,12 +7,18 @@
 - :mod:`.events`, :mod:`.profiles`, :mod:`.suppressions`, :mod:`.lists`: pure ``build_*`` bodies and
   ``send_*`` I/O returning one :class:`ItemOutcome` per input row.
 - :mod:`.reads`: events, profiles and metrics read back (and as DataFrames).
-- :mod:`.client_events`: the public browser-side endpoint, for the demo.
+- :mod:`.client_events`: the public browser-side writes (client events and profiles), for the demo.
 """
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome
 from kl_sync.klaviyo.client import KlaviyoClient, Response
-from kl_sync.klaviyo.client_events import build_client_event_body, send_client_events
+from kl_sync.klaviyo.client_events import (
+    build_client_body,
+    build_client_event_body,
+    build_client_profile_body,
+    send_client_events,
+    send_client_requests,
+)
 from kl_sync.klaviyo.errors import AuthError, KlaviyoError, RejectedError, RetryableError
 from kl_sync.klaviyo.events import build_event_body, build_event_bulk_bodies, send_event, send_events
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits, RateLimiter, WindowRateLimiter
@@ -44,7 +50,9 @@ __all__ = [
     "RetryableError",
     "WindowRateLimiter",
     "add_profiles_to_list",
+    "build_client_body",
     "build_client_event_body",
+    "build_client_profile_body",
     "build_event_body",
     "build_event_bulk_bodies",
     "build_profile_bulk_import_bodies",
@@ -58,6 +66,7 @@ __all__ = [
     "iter_profiles",
     "profiles_frame",
     "send_client_events",
+    "send_client_requests",
     "send_event",
     "send_events",
     "send_profile",
