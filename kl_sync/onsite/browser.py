@@ -50,7 +50,7 @@ DELAY_SIGMA = 1.1
 MAX_DELAY_SECONDS = 30 * 60
 
 
-def _box_from_log(data: str | None, site_url: str) -> BoxProduct | None:
+def box_from_log(data: str | None, site_url: str) -> BoxProduct | None:
     """The box a ``started.signup`` log row names, if its JSON is readable."""
     try:
         parsed = json.loads(data) if data else None
@@ -109,7 +109,7 @@ def _browser_time(store_time: dt.datetime, zone: ZoneInfo, rng: random.Random) -
     return (store_time.replace(tzinfo=zone).astimezone(dt.UTC) + _delay(rng)).astimezone(zone)
 
 
-def _chosen_box(
+def chosen_box(
     logged: BoxProduct | None, customer_box: str | None, catalog: dict[str, BoxProduct], rng: random.Random
 ) -> BoxProduct | None:
     """The box step 1 showed: the one the log row names, else the customer's, else (the store kept no
@@ -179,8 +179,8 @@ def plan_browser_events(
 
         signup_row = signup_log.get(customer.id)
         if _fires(rng, signup_row is not None, browser_share):
-            logged_box = _box_from_log(signup_row[1], site_url) if signup_row else None
-            box = _chosen_box(logged_box, customer.box, catalog, rng)
+            logged_box = box_from_log(signup_row[1], site_url) if signup_row else None
+            box = chosen_box(logged_box, customer.box, catalog, rng)
             at = _browser_time(customer.created_at, zone, rng)
             snippet: Snippet = identify + build_started_checkout(customer.id, box, at=at, site_url=site_url)
             planned.extend((at, customer.id, event) for event in build_client_events(snippet, at=at))

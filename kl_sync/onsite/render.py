@@ -7,16 +7,51 @@ older JavaScript engines treat as line ends, are escaped too. Each escape is onl
 JSON string, where JavaScript reads it back as the same character.
 
 The page's layout must already load klaviyo.js with Klaviyo's own loader snippet, which defines the
-``klaviyo`` object before the script arrives; these snippets only call it.
+``klaviyo`` object before the script arrives; these snippets only call it. :func:`render_loader` is
+that loader: the script tag Klaviyo's docs give, and a stub that behaves as the documented one
+(``klaviyo`` answers every method by queueing ``[method, ...args, callback]`` in ``_klOnsite`` and
+returning a Promise the script later settles; ``klaviyo.push([...])`` queues as it is). A store may
+paste Klaviyo's own copy of the stub from its docs instead; the snippets work with either.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from kl_sync.onsite.snippets import OnsiteCall
+
+#: Where Klaviyo serves klaviyo.js (protocol-relative, as in Klaviyo's docs).
+KLAVIYO_ONSITE_ORIGIN = "//static.klaviyo.com"
+
+# The documented stub, written out readably. It must run before any snippet calls klaviyo.
+_LOADER_STUB = """<script type="text/javascript">
+(function () {
+  if (window.klaviyo) return;
+  window._klOnsite = window._klOnsite || [];
+  window.klaviyo = new Proxy({}, {
+    get: function (target, method) {
+      if (method === "push") {
+        return function () { window._klOnsite.push.apply(window._klOnsite, arguments); };
+      }
+      return function () {
+        var args = Array.prototype.slice.call(arguments);
+        var callback = typeof args[args.length - 1] === "function" ? args.pop() : undefined;
+        return new Promise(function (resolve) {
+          window._klOnsite.push([method].concat(args, [function (result) {
+            if (callback) callback(result);
+            resolve(result);
+          }]));
+        });
+      };
+    }
+  });
+})();
+</script>
+"""
 
 _JS_UNSAFE = {
     "<": "\\u003c",
@@ -47,3 +82,20 @@ def render_js(snippet: Iterable[OnsiteCall]) -> str:
 def render_script(snippet: Iterable[OnsiteCall]) -> str:
     """The snippet as an inline ``<script>`` element for a page template."""
     return f'<script type="text/javascript">\n{render_js(snippet)}</script>\n'
+
+
+def loader_url(public_key: str, origin: str = KLAVIYO_ONSITE_ORIGIN) -> str:
+    """klaviyo.js for an account: ``<origin>/onsite/js/<public key>/klaviyo.js`` (the docs' form)."""
+    return f"{origin.rstrip('/')}/onsite/js/{quote(public_key, safe='')}/klaviyo.js"
+
+
+def render_loader(public_key: str, origin: str = KLAVIYO_ONSITE_ORIGIN) -> str:
+    """The layout's ``<head>`` part: klaviyo.js, loaded async, and the stub that queues calls until it
+    runs. ``origin`` is Klaviyo's, or a Klaviyo emulator's (``http://127.0.0.1:8765``)."""
+    tag = f'<script async type="text/javascript" src="{escape(loader_url(public_key, origin))}"></script>\n'
+    return tag + loader_stub()
+
+
+def loader_stub() -> str:
+    """The stub alone, as an inline ``<script>`` element."""
+    return _LOADER_STUB

@@ -2,8 +2,10 @@
 
 Each snippet is a tuple of :class:`OnsiteCall` (``klaviyo.identify(...)`` or ``klaviyo.track(...)``).
 The same tuple is rendered into the page's JavaScript (:mod:`kl_sync.onsite.render`) and turned into
-the ``/client/events`` payloads the demo posts for simulated browsers (:func:`build_client_events`),
-so what a page would send and what the simulation sends can never drift apart.
+the requests the page's ``klaviyo.js`` sends (:func:`browser_requests`), which the demo posts for its
+simulated browsers, so what a page sends and what the simulation sends can never drift apart. The
+emulator's ``klaviyo.js`` (``kl_sync/emulator/static/klaviyo.js``) turns calls into requests by the
+same rules; ``tests/onsite/test_in_chromium.py`` checks in a real browser that the two agree.
 
 The properties follow the store's seed description of its front side (``Started Checkout``,
 ``Completed Signup``, ``Cancelled Account``) moved from the retired ``_learnq`` queue to the
@@ -18,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 BOX_CATEGORY = "Boxes"
 
@@ -27,7 +29,13 @@ COMPLETED_SIGNUP = "Completed Signup"
 CANCELLED_ACCOUNT = "Cancelled Account"
 
 #: identify() keys that are the profile's own attributes; every other key is a custom property.
+#: (klaviyo.identify also takes phone_number, title and organization, which no snippet here sends.)
 PROFILE_ATTRIBUTES = ("email", "first_name", "last_name")
+#: track() properties the page's script sends as the event's own attributes, not as properties.
+EVENT_ATTRIBUTES = {"$event_id": "unique_id", "$value": "value"}
+
+CREATE_CLIENT_PROFILE = "create_client_profile"
+CREATE_CLIENT_EVENT = "create_client_event"
 
 
 def _frozen(properties: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -139,41 +147,54 @@ def build_cancelled_account(cancelled_at: dt.datetime) -> Snippet:
     )
 
 
-def build_client_events(snippet: Iterable[OnsiteCall], *, at: dt.datetime) -> list[dict[str, Any]]:
-    """The events a browser running ``snippet`` at ``at`` sends, shaped like the outbox's
-    ``EventPayload`` (see :mod:`kl_sync.payloads`).
+class BrowserRequest(NamedTuple):
+    """One request a page's ``klaviyo.js`` sends: ``POST /client/profiles`` for an identify (once an
+    e-mail is known), ``POST /client/events`` for a track."""
 
-    Identify calls accumulate into the profile each later track call is attributed to, as they do
-    on the page. ``$event_id`` becomes ``unique_id`` and ``$value`` becomes ``value``; a track without
-    ``$event_id`` gets none (Klaviyo then keeps one such event per profile, metric and second).
+    operation_id: Literal["create_client_profile", "create_client_event"]
+    payload: dict[str, Any]  # a ProfilePayload or an EventPayload (kl_sync.payloads)
+
+
+def browser_requests(snippet: Iterable[OnsiteCall], *, at: dt.datetime) -> list[BrowserRequest]:
+    """What a browser running ``snippet`` at ``at`` sends, in order, as the page's script does.
+
+    Identify calls accumulate into the profile: each identify sends it whole, and each later track
+    is attributed to it. ``$event_id`` becomes the event's ``unique_id`` and ``$value`` its
+    ``value``; a track without ``$event_id`` gets none (Klaviyo then keeps one such event per
+    profile, metric and second). Payloads are shaped like the outbox's (see :mod:`kl_sync.payloads`).
     """
     if at.tzinfo is None:
         raise ValueError("client events need an aware time")
     attributes: dict[str, Any] = {}
     custom: dict[str, Any] = {}
-    events: list[dict[str, Any]] = []
+    sent: list[BrowserRequest] = []
+
+    def profile() -> dict[str, Any]:
+        known: dict[str, Any] = dict(attributes)
+        if custom:
+            known["properties"] = dict(custom)
+        return known
+
     for call in snippet:
         if call.method == "identify":
             for key, value in call.properties.items():
                 (attributes if key in PROFILE_ATTRIBUTES else custom)[key] = value
+            if attributes.get("email"):
+                sent.append(BrowserRequest(CREATE_CLIENT_PROFILE, profile()))
             continue
-        if "email" not in attributes:
+        if not attributes.get("email"):
             raise ValueError(f"{call.metric!r} is tracked before anyone is identified by e-mail")
-        properties = dict(call.properties)
-        unique_id = properties.pop("$event_id", None)
-        value = properties.pop("$value", None)
-        profile: dict[str, Any] = dict(attributes)
-        if custom:
-            profile["properties"] = dict(custom)
-        event: dict[str, Any] = {
-            "metric": call.metric,
-            "time": at.isoformat(timespec="seconds"),
-            "properties": properties,
-            "profile": profile,
-        }
-        if unique_id is not None:
-            event["unique_id"] = str(unique_id)
-        if value is not None:
-            event["value"] = value
-        events.append(event)
-    return events
+        event: dict[str, Any] = {"metric": call.metric, "time": at.isoformat(timespec="seconds"), "properties": {}}
+        for key, value in call.properties.items():
+            if key in EVENT_ATTRIBUTES:
+                event[EVENT_ATTRIBUTES[key]] = str(value) if key == "$event_id" else value
+            else:
+                event["properties"][key] = value
+        event["profile"] = profile()
+        sent.append(BrowserRequest(CREATE_CLIENT_EVENT, event))
+    return sent
+
+
+def build_client_events(snippet: Iterable[OnsiteCall], *, at: dt.datetime) -> list[dict[str, Any]]:
+    """The events among :func:`browser_requests` (what the duplicate analysis studies)."""
+    return [r.payload for r in browser_requests(snippet, at=at) if r.operation_id == CREATE_CLIENT_EVENT]
