@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-lock
 UV_VERSION := 0.13.9
 
-.PHONY: install notebook-guard demo test bench lock clean report lab
+.PHONY: install notebook-guard demo test bench chromium lock clean report lab
 
 # The venv is installed from uv.lock (reproducible); uv itself is bootstrapped with pip.
 $(STAMP): pyproject.toml uv.lock
@@ -37,6 +37,15 @@ lab: install
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Headless Chromium and its chromedriver for the browser test (tests/onsite/test_in_chromium.py), from
+# Debian's packages only; `make test` skips that test without them, `.ci/run` installs them first.
+CHROMIUM_PACKAGES := chromium chromium-driver
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "make chromium: run as root, or: sudo apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES)" >&2; exit 1; \
+	else apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES) \
+	  || { apt-get update && apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES); }; fi
 
 # Re-resolve the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)
