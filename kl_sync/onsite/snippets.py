@@ -156,7 +156,8 @@ class BrowserRequest(NamedTuple):
 
 
 def browser_requests(snippet: Iterable[OnsiteCall], *, at: dt.datetime) -> list[BrowserRequest]:
-    """What a browser running ``snippet`` at ``at`` sends, in order, as the page's script does.
+    """What a browser running ``snippet`` at ``at`` sends, as the page's script does, in the order
+    the calls make the requests (the script sends each at once, so they may arrive in any order).
 
     Identify calls accumulate into the profile: each identify sends it whole, and each later track
     is attributed to it. ``$event_id`` becomes the event's ``unique_id`` and ``$value`` its

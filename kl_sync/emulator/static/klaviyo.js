@@ -14,7 +14,8 @@
  *
  * What it sends is NOT documented: Klaviyo does not publish the HTTP calls its own script makes.
  * This one uses the spec's client operations, with the public key as company_id and the revision
- * header the spec requires, one request at a time in call order:
+ * header the spec requires, each request sent at the call (keepalive, so a visitor who moves on at
+ * once loses nothing; they may arrive in any order, each complete in itself):
  *   identify -> POST /client/profiles (create_client_profile), once an e-mail is known;
  *   track    -> POST /client/events   (create_client_event), its profile everything identified
  *               so far on this page; the property $event_id is sent as the event's unique_id and
@@ -37,7 +38,6 @@
 
   var profile = {};    // identifier attributes identified so far
   var custom = {};     // custom properties identified so far
-  var sending = Promise.resolve();
 
   function profileResource() {
     var attributes = Object.assign({}, profile);
@@ -47,28 +47,23 @@
     return { type: "profile", attributes: attributes };
   }
 
-  // One request after another, in call order; resolves true when Klaviyo answered 202. The body is
-  // serialised now, so what the page changes afterwards is not sent.
+  // Sent now, not after the previous answer: a page the visitor leaves at once keeps only requests
+  // already on their way. Resolves true when Klaviyo answered 202.
   function post(path, body) {
-    var text = JSON.stringify(body);
-    var sent = sending.then(function () {
-      return fetch(API + path + "?company_id=" + encodeURIComponent(COMPANY_ID), {
-        method: "POST",
-        headers: { "content-type": "application/vnd.api+json", revision: REVISION },
-        body: text,
-        keepalive: true, // the request outlives the page when the visitor moves on
-      }).then(function (answer) {
-        if (answer.status !== 202) {
-          console.warn("klaviyo.js: " + path + " answered " + answer.status);
-        }
-        return answer.status === 202;
-      }, function (error) {
-        console.warn("klaviyo.js: " + path + " failed: " + error);
-        return false;
-      });
+    return fetch(API + path + "?company_id=" + encodeURIComponent(COMPANY_ID), {
+      method: "POST",
+      headers: { "content-type": "application/vnd.api+json", revision: REVISION },
+      body: JSON.stringify(body),
+      keepalive: true, // the request outlives the page
+    }).then(function (answer) {
+      if (answer.status !== 202) {
+        console.warn("klaviyo.js: " + path + " answered " + answer.status);
+      }
+      return answer.status === 202;
+    }, function (error) {
+      console.warn("klaviyo.js: " + path + " failed: " + error);
+      return false;
     });
-    sending = sent;
-    return sent;
   }
 
   function identify(properties) {
