@@ -45,6 +45,7 @@ from markupsafe import Markup
 
 from kl_sync.onsite.render import KLAVIYO_ONSITE_ORIGIN, render_loader, render_script
 from kl_sync.onsite.snippets import (
+    SAME_EVENT_ID,
     BoxProduct,
     Snippet,
     build_cancelled_account,
@@ -99,17 +100,23 @@ class PageSnippets:
         return build_identify(normalized, clean_name(first_name), clean_name(last_name)) if normalized else ()
 
     def started_checkout_calls(
-        self, customer_id: int, box: BoxProduct | Mapping[str, Any] | None = None, at: dt.datetime | str | None = None
+        self,
+        customer_id: int,
+        box: BoxProduct | Mapping[str, Any] | None = None,
+        at: dt.datetime | str | None = None,
+        log_id: int | None = None,
     ) -> Snippet:
-        return build_started_checkout(customer_id, as_box(box), at=self.store_time(at), site_url=self.site_url)
+        return build_started_checkout(
+            customer_id, as_box(box), at=self.store_time(at), site_url=self.site_url, event_id=_same_event_id(log_id)
+        )
 
     def completed_signup_calls(
         self, schedule: str, signup_date: dt.datetime | str, has_filled_out_profile: bool
     ) -> Snippet:
         return build_completed_signup(schedule, self.store_time(signup_date), has_filled_out_profile)
 
-    def cancelled_account_calls(self, cancelled_at: dt.datetime | str | None = None) -> Snippet:
-        return build_cancelled_account(self.store_time(cancelled_at))
+    def cancelled_account_calls(self, cancelled_at: dt.datetime | str | None = None, log_id: int | None = None) -> Snippet:
+        return build_cancelled_account(self.store_time(cancelled_at), _same_event_id(log_id))
 
     # --- the same, as HTML -------------------------------------------------------------------------
 
@@ -122,22 +129,32 @@ class PageSnippets:
         return _script(self.identify_calls(email, first_name, last_name))
 
     def started_checkout(
-        self, customer_id: int, box: BoxProduct | Mapping[str, Any] | None = None, at: dt.datetime | str | None = None
+        self,
+        customer_id: int,
+        box: BoxProduct | Mapping[str, Any] | None = None,
+        at: dt.datetime | str | None = None,
+        log_id: int | None = None,
     ) -> Markup:
-        """The sign-up page after step 1 (box chosen; name, e-mail and address entered)."""
-        return _script(self.started_checkout_calls(customer_id, box, at))
+        """The sign-up page after step 1 (box chosen; name, e-mail and address entered). ``log_id``:
+        the ``system_log`` row step 1 wrote, to name the event as the server does (``log:<id>``)."""
+        return _script(self.started_checkout_calls(customer_id, box, at, log_id))
 
     def completed_signup(self, schedule: str, signup_date: dt.datetime | str, has_filled_out_profile: bool) -> Markup:
         """The 'first-time' page, after the last sign-up step."""
         return _script(self.completed_signup_calls(schedule, signup_date, has_filled_out_profile))
 
-    def cancelled_account(self, cancelled_at: dt.datetime | str | None = None) -> Markup:
-        """The cancellation confirmation; ``cancelled_at`` is when the store recorded it (default now)."""
-        return _script(self.cancelled_account_calls(cancelled_at))
+    def cancelled_account(self, cancelled_at: dt.datetime | str | None = None, log_id: int | None = None) -> Markup:
+        """The cancellation confirmation; ``cancelled_at`` is when the store recorded it (default now),
+        ``log_id`` its ``cancelled`` log row (as for :meth:`started_checkout`)."""
+        return _script(self.cancelled_account_calls(cancelled_at, log_id))
 
     def contact_form_thanks(self, email: str | None, first_name: str | None = None, last_name: str | None = None) -> Markup:
         """The contact form's thank-you page: identify with what the form gave."""
         return self.identify(email, first_name, last_name)
+
+
+def _same_event_id(log_id: int | None) -> str | None:
+    return SAME_EVENT_ID.format(log_id=int(log_id)) if log_id is not None else None
 
 
 def _script(snippet: Snippet) -> Markup:

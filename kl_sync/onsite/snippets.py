@@ -34,6 +34,13 @@ PROFILE_ATTRIBUTES = ("email", "first_name", "last_name")
 #: track() properties the page's script sends as the event's own attributes, not as properties.
 EVENT_ATTRIBUTES = {"$event_id": "unique_id", "$value": "value"}
 
+#: What a page passes as ``event_id`` so Klaviyo keeps one event of a browser / server twin pair:
+#: the server's unique_id for the log row the page's form wrote (the duplicate notebook's fix). It
+#: takes the same metric name on both sides too (``KL_SYNC_LOG_METRICS``: ``started.signup`` ->
+#: ``Started Checkout``), and klaviyo.js sending ``$event_id`` as the event's unique_id, which the
+#: emulator's script does and Klaviyo does not document.
+SAME_EVENT_ID = "log:{log_id}"
+
 CREATE_CLIENT_PROFILE = "create_client_profile"
 CREATE_CLIENT_EVENT = "create_client_event"
 
@@ -99,14 +106,17 @@ def build_identify(email: str, first_name: str | None = None, last_name: str | N
     return (OnsiteCall("identify", properties),)
 
 
-def build_started_checkout(customer_id: int, box: BoxProduct | None, *, at: dt.datetime, site_url: str) -> Snippet:
-    """After sign-up step 1. ``at`` must be aware: ``$event_id`` is ``<customer id>_<unix time>``."""
+def build_started_checkout(
+    customer_id: int, box: BoxProduct | None, *, at: dt.datetime, site_url: str, event_id: str | None = None
+) -> Snippet:
+    """After sign-up step 1. ``at`` must be aware: ``$event_id`` is ``<customer id>_<unix time>`` as in
+    the seed, unless ``event_id`` names the event otherwise (see :data:`SAME_EVENT_ID`)."""
     if at.tzinfo is None:
         raise ValueError("Started Checkout needs an aware time: its $event_id carries the unix time")
     boxes = [box] if box is not None else []
     value = sum((b.price for b in boxes), Decimal(0))
     properties = {
-        "$event_id": f"{customer_id}_{int(at.timestamp())}",
+        "$event_id": event_id or f"{customer_id}_{int(at.timestamp())}",
         "$value": float(value),
         "ItemNames": [b.name for b in boxes],
         "CheckoutURL": f"{site_url.rstrip('/')}/sign-up",
@@ -139,11 +149,14 @@ def build_completed_signup(schedule: str, signup_date: dt.datetime, has_filled_o
     return (OnsiteCall("identify", profile), OnsiteCall("track", {COMPLETED_SIGNUP: True}, COMPLETED_SIGNUP))
 
 
-def build_cancelled_account(cancelled_at: dt.datetime) -> Snippet:
-    """After the customer confirmed the cancellation. ``cancelled_at`` must be aware."""
+def build_cancelled_account(cancelled_at: dt.datetime, event_id: str | None = None) -> Snippet:
+    """After the customer confirmed the cancellation. ``cancelled_at`` must be aware. The seed sends
+    no ``$event_id``; ``event_id`` adds one (see :data:`SAME_EVENT_ID`)."""
+    properties: dict[str, Any] = {"$event_id": event_id} if event_id else {}
+    properties["Cancellation Date"] = klaviyo_date(cancelled_at)
     return (
         OnsiteCall("identify", {"Status": "Stopped"}),
-        OnsiteCall("track", {"Cancellation Date": klaviyo_date(cancelled_at)}, CANCELLED_ACCOUNT),
+        OnsiteCall("track", properties, CANCELLED_ACCOUNT),
     )
 
 

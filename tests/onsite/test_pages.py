@@ -79,3 +79,25 @@ def test_the_demo_site_serves_the_pages_that_apply_with_the_loader_at_the_emulat
     # The contact form's thank-you is an anonymous visitor's page: only the form's identify.
     contact = next(page for page in PAGES if page.path == "/contact-thanks")
     assert page_calls(contact, facts, SNIPPETS, NOW) == build_identify("ana@example.com", "Ana", "Silva")
+
+
+def test_a_page_naming_its_event_as_the_server_does_leaves_one_event_of_the_twin_pair(emulator):
+    from kl_sync.klaviyo.client import KlaviyoClient
+    from kl_sync.klaviyo.client_events import send_client_requests
+    from kl_sync.klaviyo.events import send_events
+    from kl_sync.onsite.snippets import browser_requests
+
+    # The server's event for log row 17, under the browser's metric name (KL_SYNC_LOG_METRICS).
+    server = {"metric": "Started Checkout", "time": "2026-03-02T10:04:00-05:00", "unique_id": "log:17",
+              "properties": {"message": "started sign-up"}, "profile": {"email": "ana@example.com"}}
+    with KlaviyoClient(emulator.api_key, emulator.base_url) as client:
+        assert [o.status for o in send_events(client, [server])] == ["sent"]
+    for log_id in (17, None):  # the page that names it so, then one that keeps the seed's id
+        calls = SNIPPETS.identify_calls("ana@example.com") + SNIPPETS.started_checkout_calls(42, BOX, log_id=log_id)
+        requests = browser_requests(calls, at=NOW)
+        assert requests[-1].payload["unique_id"] == ("log:17" if log_id else f"42_{int(NOW.timestamp())}")
+        assert {o.status for o in send_client_requests(emulator.base_url, emulator.public_key, requests)} == {"sent"}
+
+    stored = [(e["unique_id"], e["source"]) for e in emulator.events() if e["metric"] == "Started Checkout"]
+    assert stored == [("log:17", "server"), (f"42_{int(NOW.timestamp())}", "client")]
+    assert '"$event_id": "log:17"' in SNIPPETS.cancelled_account("2026-02-27 12:40:28", log_id=17)
