@@ -168,11 +168,16 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
 
 
 def _post_browser_events(paths: DemoPaths, emulator, console: Console) -> None:
-    """What the store's browser JavaScript tracked, posted to the public client API, once."""
-    from kl_sync.onsite.browser import plan_browser_events, post_browser_events
+    """What the store's pages sent from its customers' browsers (the requests their klaviyo.js
+    makes), posted to the public client API, once."""
+    from kl_sync.onsite.browser import plan_browser_requests, post_browser_requests
 
     settings = get_settings()
-    planned = plan_browser_events(make_engine(paths.store_url, sqlite_wal=False), seed=1, tz=settings.tz)
-    outcomes = post_browser_events(emulator.base_url, EMULATOR_PUBLIC_KEY, planned)
-    sent = sum(1 for o in outcomes if o.status == "sent")
-    console.print(f"browser  posted {sent:,} onsite events (Started Checkout, Completed Signup, Cancelled Account) to /client/events")
+    planned = plan_browser_requests(make_engine(paths.store_url, sqlite_wal=False), seed=1, tz=settings.tz)
+    outcomes = post_browser_requests(emulator.base_url, EMULATOR_PUBLIC_KEY, planned)
+    sent = Counter(request.operation_id for request, o in zip(planned, outcomes) if o.status == "sent")
+    console.print(
+        f"browser  posted what the pages' klaviyo.js sent: {sent['create_client_event']:,} onsite events "
+        f"(Started Checkout, Completed Signup, Cancelled Account) to /client/events and "
+        f"{sent['create_client_profile']:,} identifies to /client/profiles"
+    )

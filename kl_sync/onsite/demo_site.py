@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, select_autoescape
 from sqlalchemy import Engine, select
 
-from kl_sync.onsite.browser import box_from_log, chosen_box, read_box_catalog
+from kl_sync.onsite.boxes import box_from_log, chosen_box, read_box_catalog
 from kl_sync.onsite.pages import PageSnippets, install
 from kl_sync.onsite.render import render_js
 from kl_sync.onsite.snippets import BoxProduct, Snippet
