@@ -224,6 +224,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(customers=args.customers, seed=args.seed, fresh=args.fresh)
 
 
+# ----------------------------------------------------------------------------------------- onsite
+
+
+def cmd_onsite_serve(args: argparse.Namespace) -> int:
+    from kl_sync.app.onsite import PagesError, serve_pages
+
+    try:
+        return serve_pages(get_settings(), customer_id=args.customer, host=args.host, port=args.port,
+                           klaviyo_url=args.klaviyo_url, public_key=args.public_key, emulator_port=args.emulator_port)
+    except PagesError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _add_onsite_command(sub: Any) -> None:
+    from kl_sync.settings import EMULATOR_PORT, EMULATOR_PUBLIC_KEY
+
+    onsite = sub.add_parser("onsite", help="the store's pages that call Klaviyo's JavaScript")
+    onsite_sub = onsite.add_subparsers(dest="onsite_command", required=True, metavar="SUBCOMMAND")
+    serve = onsite_sub.add_parser("serve", help="serve the five demo pages of one customer, against the emulator")
+    serve.add_argument("--customer", type=int, help="customer id (default: the first with all five pages)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8766, help="port of the pages (default 8766; 0 = any free)")
+    serve.add_argument("--klaviyo-url", help="a running Klaviyo emulator (default: start the demo's)")
+    serve.add_argument("--emulator-port", type=int, default=EMULATOR_PORT,
+                       help=f"port of the demo's emulator it starts (default {EMULATOR_PORT}; 0 = any free)")
+    serve.add_argument("--public-key", default=EMULATOR_PUBLIC_KEY,
+                       help=f"its public key, with --klaviyo-url (default: the demo's, {EMULATOR_PUBLIC_KEY})")
+    serve.set_defaults(handler=cmd_onsite_serve)
+
+
 # ----------------------------------------------------------------------------------------- parser
 
 
@@ -317,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sync_command(sub)
     _add_reading_commands(sub)
     _add_demo_and_emulator_commands(sub)
+    _add_onsite_command(sub)
     return parser
 
 
