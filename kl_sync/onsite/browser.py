@@ -150,18 +150,11 @@ def plan_browser_requests(
     return [request for _, _, request in planned]
 
 
-def plan_browser_events(
-    store_engine: Engine,
-    *,
-    seed: int,
-    tz: ZoneInfo | str,
-    site_url: str = "https://shop.example.com",
-    browser_share: float = BROWSER_TRACKED_SHARE,
-) -> list[dict[str, Any]]:
-    """The events among :func:`plan_browser_requests`, as the duplicate analysis sees them:
-    ``/client/events`` payloads, ordered by time."""
-    planned = plan_browser_requests(store_engine, seed=seed, tz=tz, site_url=site_url, browser_share=browser_share)
-    return [r.payload for r in planned if r.operation_id == CREATE_CLIENT_EVENT]
+def plan_browser_events(store_engine: Engine, **plan: Any) -> list[dict[str, Any]]:
+    """The events among :func:`plan_browser_requests` (which takes the same keywords: ``seed``,
+    ``tz``, ``site_url``, ``browser_share``), as the duplicate analysis sees them: ``/client/events``
+    payloads, ordered by time."""
+    return [r.payload for r in plan_browser_requests(store_engine, **plan) if r.operation_id == CREATE_CLIENT_EVENT]
 
 
 def post_browser_requests(base_url: str, public_key: str, requests: Sequence[BrowserRequest]) -> list[ItemOutcome]:
