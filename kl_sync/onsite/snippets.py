@@ -201,7 +201,8 @@ def browser_requests(snippet: Iterable[OnsiteCall], *, at: dt.datetime) -> list[
         event: dict[str, Any] = {"metric": call.metric, "time": at.isoformat(timespec="seconds"), "properties": {}}
         for key, value in call.properties.items():
             if key in EVENT_ATTRIBUTES:
-                event[EVENT_ATTRIBUTES[key]] = str(value) if key == "$event_id" else value
+                if value is not None:
+                    event[EVENT_ATTRIBUTES[key]] = str(value) if key == "$event_id" else value
             else:
                 event["properties"][key] = value
         event["profile"] = profile()

@@ -224,7 +224,8 @@ def test_each_page_sends_what_its_snippets_call_and_klaviyo_holds_the_seeds_even
 
 
 # Calls made through the stub before klaviyo.js arrives, answered once it has: promises, a trailing
-# callback, push with a callback, a track before anyone is identified.
+# callback, push with a callback, a track before anyone is identified. Then the page loads the script
+# a second time (it must keep what was identified) and tracks an event too big for a keepalive request.
 QUEUED_CALLS = """
 const calls = [
   klaviyo.track("Too Early", {n: 0}),
@@ -238,7 +239,11 @@ const script = document.createElement("script");
 script.src = SCRIPT_URL;
 document.head.appendChild(script);
 Promise.all(calls).then(results => {
-  klaviyo.track("After Load", {n: 4}).then(last => done({queued, results: [...results, last]}));
+  const again = document.createElement("script");
+  again.src = SCRIPT_URL;
+  again.onload = () => klaviyo.track("After Load", {n: 4, big: "x".repeat(70000)})
+    .then(last => done({queued, results: [...results, last]}));
+  document.head.appendChild(again);
 });
 """
 
@@ -279,8 +284,9 @@ def test_the_script_answers_queued_calls_with_promises_and_callbacks_as_klaviyos
     assert answer["results"] == [False, identified, True, True, True, True]
     # Each call's request is sent at once, so they arrive in any order.
     stored = {e["metric"]: (e["profile_email"], e["source"], e["properties"]) for e in emulator.events()}
+    assert stored.pop("After Load") == ("queue@example.com", "client", {"n": 4, "big": "x" * 70000})
     assert stored == {metric: ("queue@example.com", "client", {"n": n}) for n, metric in
-                      enumerate(("Callback Check", "Push Check", "Promise Check", "After Load"), start=1)}
+                      enumerate(("Callback Check", "Push Check", "Promise Check"), start=1)}
     [profile] = emulator.profiles()
     assert (profile["first_name"], profile["properties"]) == ("Q", {"Plan": "Trial"})
 

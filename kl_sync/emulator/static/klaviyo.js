@@ -47,14 +47,19 @@
     return { type: "profile", attributes: attributes };
   }
 
+  // Browsers refuse a keepalive request whose body is over 64 KiB (the Fetch standard's limit on
+  // what a page may leave in flight); a larger one is sent as a plain request.
+  var KEEPALIVE_BYTES = 65536;
+
   // Sent now, not after the previous answer: a page the visitor leaves at once keeps only requests
   // already on their way. Resolves true when Klaviyo answered 202.
   function post(path, body) {
+    var text = JSON.stringify(body);
     return fetch(API + path + "?company_id=" + encodeURIComponent(COMPANY_ID), {
       method: "POST",
       headers: { "content-type": "application/vnd.api+json", revision: REVISION },
-      body: JSON.stringify(body),
-      keepalive: true, // the request outlives the page
+      body: text,
+      keepalive: new Blob([text]).size <= KEEPALIVE_BYTES, // then the request outlives the page
     }).then(function (answer) {
       if (answer.status !== 202) {
         console.warn("klaviyo.js: " + path + " answered " + answer.status);
@@ -88,7 +93,9 @@
     Object.keys(properties || {}).forEach(function (key) {
       if (EVENT_ATTRIBUTES.hasOwnProperty(key)) {
         var value = properties[key];
-        attributes[EVENT_ATTRIBUTES[key]] = key === "$event_id" ? String(value) : value;
+        if (value !== null && value !== undefined) {
+          attributes[EVENT_ATTRIBUTES[key]] = key === "$event_id" ? String(value) : value;
+        }
       } else {
         attributes.properties[key] = properties[key];
       }
