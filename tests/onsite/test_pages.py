@@ -12,7 +12,8 @@ from jinja2 import DictLoader, Environment, select_autoescape
 from kl_sync.onsite.demo_site import PAGES, CustomerFacts, DemoSite, page_calls
 from kl_sync.onsite.pages import PageSnippets, install
 from kl_sync.onsite.render import render_script
-from kl_sync.onsite.snippets import BoxProduct, build_identify, build_started_checkout
+from kl_sync.onsite.snippets import SAME_EVENT_ID, BoxProduct, build_identify, build_started_checkout
+from kl_sync.steps import parse
 
 TZ = ZoneInfo("America/New_York")
 NOW = dt.datetime(2026, 3, 2, 15, 4, 5, tzinfo=dt.UTC)
@@ -101,3 +102,4 @@ def test_a_page_naming_its_event_as_the_server_does_leaves_one_event_of_the_twin
     stored = [(e["unique_id"], e["source"]) for e in emulator.events() if e["metric"] == "Started Checkout"]
     assert stored == [("log:17", "server"), (f"42_{int(NOW.timestamp())}", "client")]
     assert '"$event_id": "log:17"' in SNIPPETS.cancelled_account("2026-02-27 12:40:28", log_id=17)
+    assert SAME_EVENT_ID == f"{parse.KEY_PREFIX}:{{log_id}}"  # the parse step's key of a log row
