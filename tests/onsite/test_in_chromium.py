@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -73,25 +74,23 @@ class WebDriver:
     """The three WebDriver commands these tests need, sent to a chromedriver this object started."""
 
     def __init__(self, profile_dir: Path):
-        self.process = subprocess.Popen([CHROMEDRIVER, "--port=0"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen([CHROMEDRIVER, "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self._port()}"
         options = {"binary": CHROMIUM, "args": [*CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"]}
         answer = self._command("POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}})
         self.session = f"/session/{answer['sessionId']}"
 
     def _port(self) -> int:
-        deadline = time.monotonic() + 30
-        seen = []
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 1)
-            if ready:
-                line = self.process.stdout.readline()
-                seen.append(line)
-                if "started successfully on port" in line:
-                    return int(line.rsplit(" ", 1)[1].rstrip(".\n"))
+        # os.read, not readline: a buffered readline may hold the line we wait for where select() cannot see it.
+        deadline, seen = time.monotonic() + 30, b""
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if select.select([self.process.stdout], [], [], 1)[0]:
+                seen += os.read(self.process.stdout.fileno(), 65536)
+                started = re.search(rb"started successfully on port (\d+)", seen)
+                if started:
+                    return int(started[1])
         self.process.kill()
-        raise RuntimeError(f"chromedriver did not start: {''.join(seen)}")
+        raise RuntimeError(f"chromedriver did not start: {seen.decode('utf-8', 'replace')}")
 
     def _command(self, method: str, path: str, body: dict | None = None):
         answer = requests.request(method, self.url + path, json=body, timeout=60).json()["value"]

@@ -39,10 +39,12 @@ def _store(path: Path) -> str:
 
 
 def _read_until(process: subprocess.Popen, marker: str, seconds: float = 60) -> str:
-    text, deadline = "", time.monotonic() + seconds
-    while marker not in text and time.monotonic() < deadline and process.poll() is None:
+    # os.read, not readline: a buffered readline may hold the rest of a chunk where select() cannot see it.
+    data, deadline = b"", time.monotonic() + seconds
+    while marker.encode() not in data and time.monotonic() < deadline and process.poll() is None:
         if select.select([process.stdout], [], [], 0.5)[0]:
-            text += process.stdout.readline()
+            data += os.read(process.stdout.fileno(), 65536)
+    text = data.decode("utf-8", "replace")
     assert marker in text, text
     return text
 
@@ -51,7 +53,7 @@ def test_serve_starts_the_demo_emulator_serves_the_pages_and_prints_what_browser
     env = {**os.environ, "KL_SYNC_STORE_URL": _store(tmp_path / "store.db")}
     process = subprocess.Popen(
         [sys.executable, "-m", "kl_sync", "onsite", "serve", "--port", "0", "--emulator-port", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         banner = _read_until(process, "Ctrl-C stops.")
