@@ -8,8 +8,10 @@ Per the spec, ``backfill`` exists both on a bulk entry and on each event; it is 
 one profile's entry may mix history (backfilled) with new events that should fire flows.
 
 A batch never holds the same (profile, metric, unique_id) twice: the bulk spec says a repeated
-unique_id fails the whole request (without a unique_id, Klaviyo uses the time instead). A repeat goes into a later batch, where Klaviyo's dedupe keeps the
-first one, so the row is still sent and reported, once.
+unique_id fails the whole request (without a unique_id, Klaviyo uses the time instead). "The same
+profile" is Klaviyo's: entries sharing an e-mail (or another identifier) are one profile even when
+their names differ. A repeat goes into a later batch, where Klaviyo's dedupe keeps the first one, so
+the row is still sent and reported, once.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ class _Open:
     entries: list[_Entry] = field(default_factory=list)
     entry_of: dict[bytes, int] = field(default_factory=dict)
     positions: dict[tuple[int, ...], int] = field(default_factory=dict)
-    seen: set[tuple[bytes, str, str]] = field(default_factory=set)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
 
     def extra(self, encoded: _Encoded, position: int) -> int:
         """Bytes the event at ``position`` would add: its own, plus its profile's entry if new here."""
@@ -198,8 +200,9 @@ def build_event_bulk_bodies(
         deferred: list[int] = []
         current = _Open(encoded.empty_size)
         for position in pending:
-            dedupe = (encoded.profile_keys[position], events[position]["metric"], _identity(events[position]))
-            if dedupe in current.seen:
+            event = events[position]
+            dedupe = [(who, event["metric"], _identity(event)) for who in _identifiers(event["profile"])]
+            if any(key in current.seen for key in dedupe):
                 deferred.append(position)
                 continue
             extra = current.extra(encoded, position)
@@ -208,11 +211,27 @@ def build_event_bulk_bodies(
                 current = _Open(encoded.empty_size)
                 extra = current.extra(encoded, position)
             current.add(encoded, position, extra)
-            current.seen.add(dedupe)
+            current.seen.update(dedupe)
         if current.positions:
             batches.append(current.batch())
         pending = _group(deferred, encoded.profile_keys)
     return batches
+
+
+#: Profile attributes Klaviyo finds a profile by: two entries sharing one are one profile to it.
+_IDENTIFIERS = ("email", "phone_number", "external_id")
+
+
+def _identifiers(profile: Any) -> list[str]:
+    """What makes two profile entries one profile in Klaviyo: any identifier they share (e-mail
+    compared without case, as Klaviyo looks e-mails up), so two rows of one e-mail whose names
+    differ (two entries in one body) still count as one profile for the repeat rule."""
+    found = []
+    for name in _IDENTIFIERS:
+        value = profile.get(name) if isinstance(profile, dict) else None
+        if isinstance(value, str) and value.strip():
+            found.append(f"{name}:{value.strip().lower() if name == 'email' else value}")
+    return found or [f"profile:{encode_body(profile).decode()}"]
 
 
 def _identity(event: EventPayload) -> str:

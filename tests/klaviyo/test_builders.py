@@ -185,6 +185,14 @@ def test_the_same_unique_id_twice_never_shares_a_batch() -> None:
     assert [batch.input_positions for batch in build_event_bulk_bodies(events)] == [[0, 1]]
 
 
+def test_one_profile_to_klaviyo_is_one_profile_for_the_repeat_rule() -> None:
+    # The same e-mail (in another case) with other names is two entries but one Klaviyo profile, so
+    # the repeated unique_id would still fail the request: it goes into a batch of its own.
+    renamed = profile(1, email="Customer1@Example.com", first_name="Renamed")
+    events = [event(1), event(2), event(1, profile=renamed)]
+    assert [batch.input_positions for batch in build_event_bulk_bodies(events)] == [[0, 1], [2]]
+
+
 def test_backfill_goes_on_each_event_not_the_profile_entry() -> None:
     events = [event(1, customer=5, backfill=True), event(2, customer=5)]
     (batch,) = build_event_bulk_bodies(events)

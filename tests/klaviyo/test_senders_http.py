@@ -44,6 +44,18 @@ def test_2500_events_go_in_3_requests_and_all_arrive(emu: EmulatorHandle, client
     assert assert_journal_bodies_valid(emu.journal()) == 3
 
 
+def test_a_repeated_unique_id_never_fails_a_request_and_klaviyo_keeps_one(emu: EmulatorHandle, client: KlaviyoClient) -> None:
+    # Klaviyo fails a whole bulk request that repeats a unique_id for one profile and metric (the
+    # emulator does too); the client spreads repeats over requests, so every row is delivered.
+    renamed = profile(4001, email="CUSTOMER4001@example.com", first_name="Renamed")
+    events = [event(4001), event(4002), event(4001, profile=renamed), event(4001)]
+    outcomes = send_events(client, events)
+    assert [o.status for o in outcomes] == ["sent"] * 4
+    assert {entry["status"] for entry in bulk_posts(emu)} == {202}
+    kept = [e for e in emu.events() if e["unique_id"] == "order:4001:placed"]
+    assert len(kept) == 1 and kept[0]["profile_email"].lower() == "customer4001@example.com"
+
+
 def test_events_that_would_pass_5_mb_are_split_and_all_arrive(emu: EmulatorHandle, client: KlaviyoClient) -> None:
     big = "x" * 60_000
     events = [event(n, customer=n % 4, properties={"Notes": big}) for n in range(90)]
