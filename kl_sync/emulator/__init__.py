@@ -11,7 +11,8 @@
 
 Where things live: :mod:`.config` (the options), :mod:`.app` (the app), :mod:`.gate` (what every
 request passes), :mod:`.routes` (a router per Klaviyo resource), :mod:`.rules` (Klaviyo's request
-rules, per resource), :mod:`.storage` (the account), :mod:`.resources` and :mod:`.documents` (what is
+rules, per resource), :mod:`.storage` (the account), :mod:`.processing` (what happens to an accepted
+event: its delay, its loss), :mod:`.resources` and :mod:`.documents` (what is
 answered), ``spec/`` (one OpenAPI slice per operation), :mod:`.limits`, :mod:`.faults`,
 :mod:`.journal`, :mod:`.server` (running it).
 """

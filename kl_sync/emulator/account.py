@@ -1,5 +1,5 @@
 """One running emulator's parts (:class:`Emulator`): its config, the account's store, the journal,
-the fault plan and the rate windows. The app keeps it as ``app.state.emulator``; the gate and the
+the fault plan, what happens to accepted events (:mod:`.processing`) and the rate windows. The app keeps it as ``app.state.emulator``; the gate and the
 routes reach it through their :class:`~kl_sync.emulator.gate.Call`.
 """
 
@@ -12,6 +12,7 @@ from kl_sync.emulator.config import EmulatorConfig
 from kl_sync.emulator.faults import FaultPlan
 from kl_sync.emulator.journal import Journal
 from kl_sync.emulator.limits import RateWindows
+from kl_sync.emulator.processing import EventProcessing
 from kl_sync.emulator.storage import Store
 
 
@@ -22,6 +23,7 @@ class Emulator:
     store: Store
     journal: Journal
     faults: FaultPlan
+    processing: EventProcessing
     rate_windows: RateWindows | None  # None: rate limits off
 
     @classmethod
@@ -35,6 +37,7 @@ class Emulator:
             store=Store(data_dir / "emulator.db"),
             journal=Journal(data_dir / "journal.jsonl"),
             faults=FaultPlan(config.faults),
+            processing=EventProcessing(config.processing_delay, config.lose, config.lose_seed),
             rate_windows=RateWindows(config.rate_scale) if config.rate_limits == "real" else None,
         )
 

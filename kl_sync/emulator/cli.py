@@ -41,8 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-mix", default=",".join(DEFAULT_MIX), metavar="KINDS",
                         help="comma-separated kinds, optionally KIND:WEIGHT: HTTP statuses, slow, drop, "
                              f"drop_after_commit (default: {','.join(DEFAULT_MIX)})")
-    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault sequence (default: 0)")
+    parser.add_argument("--fault-seed", type=int, default=0,
+                        help="seed of the fault sequence and of the lost events (default: 0)")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault (default: 2)")
+    parser.add_argument("--processing-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds after a 202 before an event can be read back, as Klaviyo processes "
+                             "events after accepting them (default: 0)")
+    parser.add_argument("--lose", type=float, default=0.0, metavar="RATE",
+                        help="share of accepted events silently never processed, 0-1 (default: 0)")
 
 
 def parse_fault_mix(text: str) -> dict[str, float]:
@@ -71,6 +77,9 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         rate_limits=args.rate_limits,
         rate_scale=args.rate_scale,
         faults=faults,
+        processing_delay=args.processing_delay,
+        lose=args.lose,
+        lose_seed=args.fault_seed,
     )
 
 
@@ -87,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(
         f"Klaviyo emulator on http://{args.host}:{args.port} (data: {args.data_dir}, "
-        f"rate limits: {args.rate_limits}, faults: {args.faults:g})",
+        f"rate limits: {args.rate_limits}, faults: {args.faults:g}, processing delay: {args.processing_delay:g} s, "
+        f"lost: {args.lose:g})",
         file=sys.stderr,
     )
     try:

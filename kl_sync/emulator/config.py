@@ -2,8 +2,8 @@
 
 ``create_app(data_dir, config)``, ``running_emulator(data_dir, config)`` (or the same fields as
 keywords: ``running_emulator(data_dir, api_keys=("pk_x",), rate_limits="real")``) and the
-``kl-sync emulator`` command (:mod:`.cli`) all build one. A new option (a processing delay for bulk
-events, a ``--latency``) is a field here, its flag in :mod:`.cli`, and the code that reads it.
+``kl-sync emulator`` command (:mod:`.cli`) all build one. A new option (a ``--latency``, say) is a
+field here, its flag in :mod:`.cli`, and the code that reads it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ class EmulatorConfig:
     rate_scale: float = 1.0
     #: Random faults injected into write requests (:mod:`.faults`); None for none.
     faults: FaultSpec | None = None
+    #: Seconds after its request was accepted (202) before an event can be read back (:mod:`.processing`).
+    processing_delay: float = 0.0
+    #: Share of accepted events silently never processed, drawn event by event (:mod:`.processing`).
+    lose: float = 0.0
+    #: Seed of the loss draws: the same seed loses the same events of the same requests.
+    lose_seed: int = 0
 
     def __post_init__(self) -> None:
         # Any iterable of keys will do (a list from the command line); kept as tuples.
@@ -39,3 +45,7 @@ class EmulatorConfig:
             raise ValueError("rate_scale must be positive")
         if not self.api_keys:
             raise ValueError("the emulator needs at least one accepted API key")
+        if self.processing_delay < 0:
+            raise ValueError("processing_delay must not be negative")
+        if not 0.0 <= self.lose <= 1.0:
+            raise ValueError("lose must be between 0 and 1")

@@ -110,10 +110,12 @@ class EmulatorHandle:
 
     # the account, read directly ----------------------------------------------------------------
 
-    def events(self) -> list[dict[str, Any]]:
-        """Stored events, oldest write first: id, metric (name), profile_email, profile_id, unique_id,
-        time (ISO, UTC), value, value_currency, backfill, properties, source ("server"|"client")."""
-        return self._emulator.store.events()
+    def events(self, *, accepted: bool = False) -> list[dict[str, Any]]:
+        """What Klaviyo shows: the processed events, oldest write first: id, metric (name),
+        profile_email, profile_id, unique_id, time (ISO, UTC), value, value_currency, backfill,
+        properties, source ("server"|"client"), status ("shown"). With ``accepted``: every event a
+        202 accepted, also those still processing (status "processing") and those lost ("lost")."""
+        return self._emulator.store.events(accepted=accepted)
 
     def profiles(self) -> list[dict[str, Any]]:
         """id, email, phone_number, external_id, first_name, last_name, properties, created, updated."""
@@ -130,7 +132,12 @@ class EmulatorHandle:
     def journal(self) -> list[dict[str, Any]]:
         return self._emulator.journal.read()
 
-    # faults --------------------------------------------------------------------------------------
+    # processing and faults -----------------------------------------------------------------------
+
+    def set_processing(self, *, delay: float | None = None, lose: float | None = None, seed: int | None = None) -> None:
+        """Change the processing delay and the share of accepted events lost (a new ``lose`` or
+        ``seed`` restarts the loss draws); None keeps what is set."""
+        self._emulator.processing.set(delay=delay, lose=lose, seed=seed)
 
     def set_faults(self, faults: FaultSpec | None) -> None:
         """Replace the random faults (and restart their seeded sequence)."""

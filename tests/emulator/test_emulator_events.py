@@ -10,13 +10,11 @@ from tests.emulator.klaviyo_bodies import Api, bulk_entry, bulk_events, event, s
 
 
 def test_the_first_event_per_profile_metric_and_unique_id_wins_silently(fresh_emu, fresh_api):
-    first = bulk_events(
-        [
-            bulk_entry("ann@example.com", [event(unique_id="order:1:placed", properties={"Attempt": 1})]),
-            bulk_entry("ann@example.com", [event(unique_id="order:1:placed", properties={"Attempt": 2})]),
-        ]
-    )
+    # Across requests (within one, a repeat fails the request: test_emulator_processing.py).
+    first = bulk_events([bulk_entry("ann@example.com", [event(unique_id="order:1:placed", properties={"Attempt": 1})])])
     assert fresh_api.post("/api/event-bulk-create-jobs", first).status_code == 202
+    second = bulk_events([bulk_entry("ann@example.com", [event(unique_id="order:1:placed", properties={"Attempt": 2})])])
+    assert fresh_api.post("/api/event-bulk-create-jobs", second).status_code == 202
     again = single_event("ANN@example.com", unique_id="order:1:placed", properties={"Attempt": 3})
     assert fresh_api.post("/api/events", again).status_code == 202
     (stored,) = fresh_emu.events()
@@ -43,13 +41,11 @@ def test_unique_id_dedupes_per_profile_and_metric_only(fresh_emu, fresh_api):
 
 
 def test_without_unique_id_one_event_per_profile_metric_and_second(fresh_emu, fresh_api):
-    events = [
-        event(time="2024-05-15T12:00:00+00:00", unique_id=None, properties={"n": 1}),
-        event(time="2024-05-15T12:00:00.700+00:00", unique_id=None, properties={"n": 2}),
-        event(time="2024-05-15T12:00:01+00:00", unique_id=None, properties={"n": 3}),
-    ]
-    body = bulk_events([bulk_entry("ann@example.com", events)])
-    assert fresh_api.post("/api/event-bulk-create-jobs", body).status_code == 202
+    # One request per event: two in one second in one request repeat the default unique_id, which
+    # fails the request (test_emulator_processing.py).
+    for n, time in ((1, "2024-05-15T12:00:00+00:00"), (2, "2024-05-15T12:00:00.700+00:00"), (3, "2024-05-15T12:00:01+00:00")):
+        body = bulk_events([bulk_entry("ann@example.com", [event(time=time, unique_id=None, properties={"n": n})])])
+        assert fresh_api.post("/api/event-bulk-create-jobs", body).status_code == 202
     assert [e["properties"]["n"] for e in fresh_emu.events()] == [1, 3]
     assert [e["unique_id"] for e in fresh_emu.events()] == [None, None]
 

@@ -21,5 +21,5 @@ router = OperationRouter()
 
 @router.write("create_client_event")
 def create_client_event(call: Call, body: Any, problems: list[Problem]) -> Response:
-    store_events(call.store, read_single_event(body, utc_now(), "client"), "client", problems)
+    store_events(call, read_single_event(body, utc_now(), "client"), "client", problems)
     return api_response(None, 202)

@@ -11,7 +11,7 @@ from kl_sync.emulator.errors import Problem, pointer
 from kl_sync.emulator.rules.common import Read, as_dict, as_list, get, too_many
 from kl_sync.emulator.rules.profiles import read_profile
 from kl_sync.emulator.storage.profiles import ProfileWrite
-from kl_sync.emulator.storage.writes import EventWrite
+from kl_sync.emulator.storage.writes import EventWrite, dedupe_key
 
 MAX_EVENTS_PER_BULK = 1_000
 MAX_EVENT_PROPERTIES = 400
@@ -136,3 +136,31 @@ def read_single_event(body: Any, now: dt.datetime, source: str) -> Read:
     profile = read_profile(get(attributes, "profile", "data"), (*path, "profile", "data"), problems)
     event = _read_event(attributes, path, profile, False, source, now, problems)
     return Read([event], [profile], problems)
+
+
+def repeated_in_request(events: list[tuple[EventWrite, str]]) -> list[Problem]:
+    """A bulk request repeating a unique_id for the same profile and metric fails whole: "If a
+    unique_id is repeated for the same profile and metric, the request will fail and no events will
+    be processed" (``bulk_create_events``, ``BaseEventCreateQueryBulkEntryResourceObject`` ``unique_id``).
+    "The same profile" is the profile the account resolved (two entries for one e-mail are one
+    profile), so this runs on (event, profile id) pairs. Without a unique_id "this field will use the
+    time to the second", so two such events in one second repeat it too. One problem per repeat,
+    pointing at it."""
+    seen: set[tuple[str, str, str]] = set()
+    problems = []
+    for event, profile_id in events:
+        key = (profile_id, event.metric, dedupe_key(event))
+        if key not in seen:
+            seen.add(key)
+            continue
+        if event.unique_id is not None:
+            what, where = f"unique_id {event.unique_id!r}", "unique_id"
+        else:
+            what, where = "time (the default unique_id, to the second)", "time"
+        problems.append(Problem(
+            400, "invalid",
+            f"The {what} is repeated for the same profile and metric {event.metric!r} in this request; "
+            "no events were processed.",
+            pointer((*event.path, where)),
+        ))
+    return problems

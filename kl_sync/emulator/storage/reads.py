@@ -11,6 +11,7 @@ import base64
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -155,7 +156,8 @@ class Reads:
             "e.id, e.uuid, e.metric_id, e.profile_id, e.unique_id, e.dedupe_key, e.time, e.value, "
             "e.value_currency, e.properties"
         )
-        terms = [_event_term(c) for c in conditions]
+        # Only processed events can be read back (kl_sync.emulator.processing).
+        terms = [*(_event_term(c) for c in conditions), ("e.processed_at <= ?", [time.time()])]
         return self._page("events e", columns, "e.time", sort, terms, after, size)
 
     def page_profiles(
@@ -208,12 +210,28 @@ class Reads:
 
     # whole-account snapshots (for tests, the demo and benchmarks) --------------------------------
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self, *, accepted: bool = False) -> list[dict[str, Any]]:
+        """What Klaviyo shows (processed events), oldest write first; with ``accepted``, every event
+        a 202 accepted: processed (``status`` "shown"), still processing ("processing") and lost
+        ("lost", listed after the others)."""
+        shown = "e.processed_at <= ?"
         rows = self._query(
             "SELECT e.id, m.name AS metric, json_extract(p.attributes, '$.email') AS profile_email, e.profile_id, "
-            "e.unique_id, e.time, e.value, e.value_currency, e.backfill, e.properties, e.source "
-            "FROM events e JOIN metrics m ON m.id = e.metric_id JOIN profiles p ON p.id = e.profile_id ORDER BY e.seq"
+            "e.unique_id, e.time, e.value, e.value_currency, e.backfill, e.properties, e.source, "
+            f"CASE WHEN {shown} THEN 'shown' ELSE 'processing' END AS status "
+            "FROM events e JOIN metrics m ON m.id = e.metric_id JOIN profiles p ON p.id = e.profile_id "
+            + ("" if accepted else f"WHERE {shown} ")
+            + "ORDER BY e.seq",
+            [time.time()] * (1 if accepted else 2),
         )
+        if accepted:
+            rows += self._query(
+                "SELECT NULL AS id, m.name AS metric, json_extract(p.attributes, '$.email') AS profile_email, "
+                "l.profile_id, l.unique_id, l.time, NULL AS value, NULL AS value_currency, 0 AS backfill, "
+                "l.properties, l.source, 'lost' AS status "
+                "FROM lost_events l JOIN metrics m ON m.id = l.metric_id JOIN profiles p ON p.id = l.profile_id "
+                "ORDER BY l.seq"
+            )
         for row in rows:
             row["time"] = iso_from_epoch(row["time"])
             row["backfill"] = bool(row["backfill"])

@@ -2,7 +2,7 @@
 
 A new kind of stored thing (an unsuppression's trail, a bulk job's import errors) is a table here,
 its writes in :mod:`.writes` and its reads in :mod:`.reads`. ``CREATE ... IF NOT EXISTS``: an account
-written by an older emulator opens as it is.
+written by an older emulator opens as it is, given the columns added since (:data:`_ADDED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -68,9 +68,22 @@ CREATE TABLE IF NOT EXISTS events (
     properties TEXT NOT NULL,
     source TEXT NOT NULL,
     received TEXT NOT NULL,
+    -- epoch seconds from which the event is processed and can be read back (.processing)
+    processed_at REAL NOT NULL DEFAULT 0,
     UNIQUE (profile_id, metric_id, dedupe_key)
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time, seq);
+-- accepted events that processing lost: never readable, their unique_id not taken (tests look here)
+CREATE TABLE IF NOT EXISTS lost_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    metric_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    unique_id TEXT,
+    time INTEGER NOT NULL,
+    properties TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS suppressions (
     email_key TEXT PRIMARY KEY,
     email TEXT NOT NULL,
@@ -116,4 +129,17 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+#: Columns added since the first account was written: (table, column, its definition).
+_ADDED_COLUMNS = (("events", "processed_at", "REAL NOT NULL DEFAULT 0"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """An account written by an older emulator gets the columns it lacks (its events processed)."""
+    for table, column, definition in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

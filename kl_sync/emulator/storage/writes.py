@@ -43,6 +43,12 @@ class EventWrite:
     source: str  # "server" | "client"
 
 
+def dedupe_key(event: EventWrite) -> str:
+    """What Klaviyo keeps one event per (with the profile and metric): its unique_id, else its time
+    to the second ("If this field is not present, this field will use the time to the second")."""
+    return event.unique_id if event.unique_id is not None else str(event.time)
+
+
 class Tx:
     """One write transaction; the profiles it touches are cached (:attr:`profiles`) and written back
     once, at :meth:`flush`."""
@@ -88,13 +94,28 @@ class Tx:
                 self._new_metrics[name] = found
         return found
 
-    def add_events(self, events: Sequence[tuple[EventWrite, str]]) -> int:
-        """Insert (event, profile id) pairs; the first per (profile, metric, unique_id) wins and later
-        ones are dropped silently, as Klaviyo does. Returns how many were stored."""
+    def add_events(
+        self,
+        events: Sequence[tuple[EventWrite, str]],
+        *,
+        lost: Sequence[bool] | None = None,
+        processed_at: float = 0.0,
+    ) -> int:
+        """Insert (event, profile id) pairs, readable from ``processed_at`` (epoch seconds); the first
+        per (profile, metric, unique_id) wins and later ones are dropped silently, as Klaviyo does.
+        The events ``lost`` flags go to ``lost_events`` instead: never readable, their unique_id not
+        taken (:mod:`kl_sync.emulator.processing`). Returns how many were kept for processing."""
         rows = []
+        lost_rows = []
         latest: dict[str, int] = {}
-        for event, profile_id in events:
+        for index, (event, profile_id) in enumerate(events):
             metric_id = self.metric_id(event.metric)
+            properties = dumps(event.properties)
+            if lost is not None and lost[index]:
+                lost_rows.append(
+                    (metric_id, profile_id, event.unique_id, event.time, properties, event.source, self.now_iso)
+                )
+                continue
             token = os.urandom(26).hex()
             rows.append(
                 (
@@ -102,25 +123,32 @@ class Tx:
                     uuid4_from_hex(token[20:]),
                     metric_id,
                     profile_id,
-                    event.unique_id if event.unique_id is not None else str(event.time),
+                    dedupe_key(event),
                     event.unique_id,
                     event.time,
                     event.value,
                     event.value_currency,
                     int(event.backfill),
-                    dumps(event.properties),
+                    properties,
                     event.source,
                     self.now_iso,
+                    processed_at,
                 )
             )
             latest[profile_id] = max(latest.get(profile_id, 0), event.time)
         before = self._conn.total_changes
         self._conn.executemany(
             "INSERT OR IGNORE INTO events (id, uuid, metric_id, profile_id, dedupe_key, unique_id, time, value, "
-            "value_currency, backfill, properties, source, received) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "value_currency, backfill, properties, source, received, processed_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         stored = self._conn.total_changes - before
+        self._conn.executemany(
+            "INSERT INTO lost_events (metric_id, profile_id, unique_id, time, properties, source, received) "
+            "VALUES (?,?,?,?,?,?,?)",
+            lost_rows,
+        )
         for profile_id, epoch in latest.items():
             self.profiles.saw_event(profile_id, iso_from_epoch(epoch))
         return stored
