@@ -1,4 +1,5 @@
-"""Store values as Klaviyo takes them: e-mail addresses, names, and store time → Klaviyo time.
+"""Store values as Klaviyo takes them: e-mail addresses, names, and store time → Klaviyo time (and
+any time → the naive UTC kl-sync's state keeps).
 
 The ground floor: the steps, the analysis and the onsite snippets all fold e-mails and names the same
 way, so a profile built by the server and one tracked in the browser meet on the same key.
@@ -34,3 +35,8 @@ def clean_name(value: Any) -> str | None:
 def klaviyo_time(naive: dt.datetime, tz: ZoneInfo) -> str:
     """A store timestamp (naive, in the store's zone) as ISO 8601 with its UTC offset."""
     return naive.replace(tzinfo=tz).isoformat()
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """A time as the state database keeps it: naive UTC (a naive ``moment`` is taken to be UTC)."""
+    return moment if moment.tzinfo is None else moment.astimezone(dt.UTC).replace(tzinfo=None)

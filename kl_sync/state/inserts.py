@@ -3,7 +3,7 @@ finding which keys are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -15,11 +15,19 @@ from kl_sync.db import backend, driver_insert
 MAX_PARAMS = 30_000
 
 
-def bound(conn: Connection, column: Any, value: Any) -> Any:
-    """``value`` as the driver takes it for ``column`` (on SQLite, timestamps become the text
-    SQLAlchemy reads back); for values bound once and repeated on every row of a statement."""
+def binder(conn: Connection, column: Any) -> Callable[[Any], Any]:
+    """Turns values into what the driver takes for ``column`` (on SQLite, timestamps become the text
+    SQLAlchemy reads back); made once per statement, for values bound on every row of it."""
     processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return value if processor is None or value is None else processor(value)
+    if processor is None:
+        return lambda value: value
+    return lambda value: None if value is None else processor(value)
+
+
+def bound(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as the driver takes it for ``column``, for a value bound once and repeated on every
+    row of a statement."""
+    return binder(conn, column)(value)
 
 
 def existing(conn: Connection, column: Any, values: Sequence[Any]) -> set[Any]:

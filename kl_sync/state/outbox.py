@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.db import backend
 from kl_sync.state.codec import dumps, loads, utcnow
-from kl_sync.state.inserts import bound, existing, insert_ignoring_duplicates
+from kl_sync.state.inserts import binder, bound, existing, insert_ignoring_duplicates
 from kl_sync.state.tables import DEAD, PENDING, SENT, outbox
 
 
@@ -43,7 +43,28 @@ def _items(conn: Connection, condition: Any, *, limit: int | None) -> list[Claim
     return [ClaimedItem(id_, key, kind, loads(payload), attempts) for id_, key, kind, payload, attempts in rows]
 
 
-_OUTBOX_COLUMNS = ("key", "kind", "payload", "status", "attempts", "next_attempt_at", "created_at", "run_id")
+_OUTBOX_COLUMNS = ("key", "kind", "payload", "status", "attempts", "sends", "next_attempt_at", "created_at", "run_id",
+                   "metric", "event_time")
+
+
+def event_facts(payload: Any) -> tuple[str | None, dt.datetime | None]:
+    """What verification reads Klaviyo back by: an event payload's ``metric`` and its ``time`` (ISO
+    8601 with an offset) as naive UTC; None for what a payload lacks (a suppression has neither) or
+    cannot be read (a bad time, which the quality gate dead-letters)."""
+    if not isinstance(payload, dict):
+        return None, None
+    metric = payload.get("metric")
+    metric = metric[:128] if isinstance(metric, str) else None
+    text = payload.get("time")
+    if not isinstance(text, str):
+        return metric, None
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return metric, None
+    if parsed.tzinfo is None:
+        return metric, None
+    return metric, parsed.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None = None) -> set[str]:
@@ -51,7 +72,11 @@ def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None
 
     Returns the keys that were new."""
     now = bound(conn, outbox.c.created_at, utcnow())
-    rows = [(item.key, item.kind, dumps(item.payload), PENDING, 0, now, now, run_id) for item in items]
+    event_time = binder(conn, outbox.c.event_time)
+    rows = []
+    for item in items:
+        metric, when = event_facts(item.payload)
+        rows.append((item.key, item.kind, dumps(item.payload), PENDING, 0, 0, now, now, run_id, metric, event_time(when)))
     return insert_ignoring_duplicates(conn, outbox, _OUTBOX_COLUMNS, rows, "key")
 
 
@@ -111,7 +136,8 @@ def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None
         conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(chunk))
-            .values(status=SENT, sent_at=now, lease_owner=None, lease_expires_at=None, last_error=None, run_id=run_id)
+            .values(status=SENT, sent_at=now, sends=outbox.c.sends + 1, checked_at=None, lease_owner=None,
+                    lease_expires_at=None, last_error=None, run_id=run_id)
         )
 
 
@@ -147,14 +173,15 @@ def release(conn: Connection, ids: Sequence[int]) -> None:
 
 
 def requeue_dead(conn: Connection, keys: Sequence[str]) -> int:
-    """Put the dead rows with these keys back in the queue, due now, their attempts reset."""
+    """Put the dead rows with these keys back in the queue, due now, their failed attempts and their
+    sends reset (a replayed row gets the whole retry and verification budget again)."""
     now = utcnow()
     requeued = 0
     for chunk in chunks(keys, IN_LIST_SIZE):
         requeued += conn.execute(
             update(outbox)
             .where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)
-            .values(status=PENDING, attempts=0, next_attempt_at=now, last_error=None)
+            .values(status=PENDING, attempts=0, sends=0, checked_at=None, next_attempt_at=now, last_error=None)
         ).rowcount
     return requeued
 

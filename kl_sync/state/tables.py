@@ -32,8 +32,17 @@ LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 # Microsecond timestamps everywhere (MySQL's DATETIME drops fractions unless told).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
-#: Outbox statuses. ``pending`` rows are claimable once ``next_attempt_at`` has passed.
-PENDING, SENT, DEAD = "pending", "sent", "dead"
+#: Outbox statuses, a row's way through:
+#:
+#: - ``pending``: queued; claimable once ``next_attempt_at`` has passed (and no live lease holds it).
+#: - ``sent``: Klaviyo accepted it (a 2xx, ``sends`` counts them). Not yet proof: a 202 means
+#:   "submitted for processing". ``checked_at`` set: verification looked and did not find it yet.
+#: - ``verified``: read back from Klaviyo (``verified_at``): delivered (kl_sync.state.delivery).
+#: - ``dead``: given up on; its dead letter says why (rejected, too many failed sends, or accepted
+#:   but never appeared after ``KL_SYNC_VERIFY_MAX_SENDS`` sends).
+#:
+#: A ``sent`` row still missing after the grace period goes back to ``pending`` to be sent again.
+PENDING, SENT, VERIFIED, DEAD = "pending", "sent", "verified", "dead"
 
 cursors = Table(
     "cursors",
@@ -61,8 +70,19 @@ outbox = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("sent_at", Timestamp),
     Column("run_id", String(36)),
+    #: An event's Klaviyo metric and its own time (naive UTC), from its payload: what verification
+    #: reads Klaviyo back by. NULL for rows that are no event (suppressions).
+    Column("metric", String(128)),
+    Column("event_time", Timestamp),
+    #: How many times Klaviyo accepted this row (2xx); re-sends after verification missed it add one.
+    Column("sends", Integer, nullable=False, default=0),
+    #: When verification last looked for the row in Klaviyo and did not find it (NULL: not missed).
+    Column("checked_at", Timestamp),
+    Column("verified_at", Timestamp),
     UniqueConstraint("key", name="uq_outbox_key"),
     Index("ix_outbox_claim", "status", "next_attempt_at"),
+    Index("ix_outbox_verify", "status", "sent_at"),
+    Index("ix_outbox_metric_time", "metric", "event_time"),
 )
 
 order_state = Table(

@@ -127,3 +127,59 @@ def test_large_payloads_fit(state_url):
         st.enqueue(conn, [st.OutboxItem("log:big", "log_event", big)])
     (item,) = st.claim(engine, limit=1, lease_seconds=60)
     assert item.payload == big
+
+
+def test_the_verify_migration_reads_metric_and_time_from_rows_already_there(state_url):
+    import sqlalchemy as sa
+
+    engine = make_engine(state_url)
+    upgrade(engine, "0003")
+    now = dt.datetime(2026, 12, 1, 8, 0)
+    # The outbox as revision 0003 has it (no delivery columns).
+    old = sa.table("outbox", *(sa.column(name) for name in (
+        "key", "kind", "payload", "status", "attempts", "next_attempt_at", "created_at", "sent_at")))
+    rows = [("log:1", "log_event", {"metric": "shipping.email", "time": "2024-05-15T12:35:32-04:00"}, "sent"),
+            ("log:2", "log_event", {"metric": "cancelled", "time": "not a time"}, "pending"),
+            ("suppress:a@example.com", "suppression", {"email": "a@example.com"}, "sent")]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(old), [
+            {"key": key, "kind": kind, "payload": st.dumps(payload), "status": status, "attempts": 0,
+             "next_attempt_at": now, "created_at": now, "sent_at": now if status == "sent" else None}
+            for key, kind, payload, status in rows])
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        found = {r.key: (r.metric, r.event_time, r.sends) for r in conn.execute(
+            select(outbox.c.key, outbox.c.metric, outbox.c.event_time, outbox.c.sends))}
+    assert found == {"log:1": ("shipping.email", dt.datetime(2024, 5, 15, 16, 35, 32), 1),
+                     "log:2": ("cancelled", None, 0), "suppress:a@example.com": (None, None, 1)}
+
+
+def test_delivery_records_only_what_this_verification_saw(state_url):
+    from kl_sync.state import delivery
+
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(3))
+    claimed = st.claim(engine, limit=3, lease_seconds=60)
+    with engine.begin() as conn:
+        st.mark_sent(conn, [c.id for c in claimed])
+    later = st.utcnow() + dt.timedelta(seconds=1)
+    with engine.connect() as conn:
+        first, second, third = delivery.due_for_verification(conn, sent_before=later, kinds=["log_event"])
+    assert (first.key, first.metric, first.sends) == ("log:0", "m", 1)
+    # Another verification re-sent the second row meanwhile: this one's stale view leaves it alone.
+    with engine.begin() as conn:
+        assert delivery.requeue_missing(conn, [second]) == [second.id]
+    (again,) = st.claim(engine, limit=3, lease_seconds=60)
+    with engine.begin() as conn:
+        st.mark_sent(conn, [again.id])
+        assert delivery.requeue_missing(conn, [second]) == []
+        assert delivery.mark_delivered(conn, [first.key]) == 1
+        assert delivery.mark_delivered(conn, [first.key]) == 0  # delivered once
+        delivery.mark_missing(conn, [third.id])
+    with engine.connect() as conn:
+        (row,) = delivery.delivery_counts(conn)
+        assert row == {"kind": "log_event", "metric": "m", "queued": 0, "sent": 1, "verified": 1, "missing": 1,
+                       "dead": 0}
+        sends = dict(conn.execute(select(outbox.c.key, outbox.c.sends)).all())
+    assert sends == {"log:0": 1, "log:1": 2, "log:2": 1}

@@ -1,0 +1,154 @@
+"""Delivery: which outbox rows Klaviyo is proven to hold. Delivered means verified, read back from
+Klaviyo; a 2xx alone only makes a row ``sent`` ("submitted for processing").
+
+The verify step asks for the sent rows due for a check (:func:`due_for_verification`) and records
+what it found: :func:`mark_delivered` (the one definition of "this key is delivered"),
+:func:`mark_missing` (looked, not there yet), :func:`requeue_missing` (to be sent again). The dead
+letter of a row that never appeared is written by :func:`kl_sync.state.dead_letters.mark_dead`.
+:func:`delivery_counts` is what ``kl-sync status`` shows per kind and metric.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, select, update
+
+from kl_sync.chunks import IN_LIST_SIZE, chunks
+from kl_sync.state.codec import loads, utcnow
+from kl_sync.state.outbox import ClaimedItem
+from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
+
+
+@dataclass(frozen=True)
+class DueRow:
+    """A sent row due for verification: what a verifier looks Klaviyo up by (no payload)."""
+
+    id: int
+    key: str
+    kind: str
+    metric: str | None
+    #: The event's own time, naive UTC (None for a row that is no event).
+    event_time: dt.datetime | None
+    #: Times Klaviyo accepted it so far.
+    sends: int
+    sent_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The rows of one metric that reached Klaviyo (sent or verified): how many, first and last time."""
+
+    rows: int
+    first: dt.datetime
+    last: dt.datetime
+
+
+def due_for_verification(
+    conn: Connection,
+    *,
+    sent_before: dt.datetime,
+    kinds: Collection[str],
+    sent_since: dt.datetime | None = None,
+    after_id: int = 0,
+    limit: int = 50_000,
+) -> list[DueRow]:
+    """Sent rows of ``kinds`` sent no later than ``sent_before`` (and not before ``sent_since``), in
+    queue order after ``after_id``."""
+    condition = and_(outbox.c.status == SENT, outbox.c.sent_at <= sent_before, outbox.c.kind.in_(list(kinds)),
+                     outbox.c.id > after_id)
+    if sent_since is not None:
+        condition = and_(condition, outbox.c.sent_at >= sent_since)
+    query = (
+        select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.metric, outbox.c.event_time, outbox.c.sends,
+               outbox.c.sent_at)
+        .where(condition).order_by(outbox.c.id).limit(limit)
+    )
+    return [DueRow(*row) for row in conn.execute(query)]
+
+
+def spreads(conn: Connection, metrics: Collection[str]) -> dict[str, Spread]:
+    """Per metric, every row of it that reached Klaviyo: how a verifier knows how many events lie in
+    a stretch of time it would rather not read."""
+    if not metrics:
+        return {}
+    rows = conn.execute(
+        select(outbox.c.metric, func.count(), func.min(outbox.c.event_time), func.max(outbox.c.event_time))
+        .where(outbox.c.metric.in_(list(metrics)), outbox.c.status.in_((SENT, VERIFIED)),
+               outbox.c.event_time.is_not(None))
+        .group_by(outbox.c.metric)
+    )
+    return {metric: Spread(count, first, last) for metric, count, first, last in rows}
+
+
+def claimed_rows(conn: Connection, ids: Sequence[int]) -> list[ClaimedItem]:
+    """The rows with ``ids``, payloads decoded (for a verifier that needs more than the columns, and
+    for dead letters, which keep the payload)."""
+    found: list[ClaimedItem] = []
+    for chunk in chunks(ids, IN_LIST_SIZE):
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
+            .where(outbox.c.id.in_(chunk)).order_by(outbox.c.id)
+        )
+        found += [ClaimedItem(id_, key, kind, loads(payload), attempts) for id_, key, kind, payload, attempts in rows]
+    return found
+
+
+def mark_delivered(conn: Connection, keys: Sequence[str], *, now: dt.datetime | None = None) -> int:
+    """These keys are delivered: Klaviyo holds them. Sent rows become ``verified``. Returns how many
+    rows changed (a key already verified, or re-queued meanwhile, is left as it is)."""
+    now = now or utcnow()
+    changed = 0
+    for chunk in chunks(keys, IN_LIST_SIZE):
+        changed += conn.execute(
+            update(outbox).where(outbox.c.key.in_(chunk), outbox.c.status == SENT)
+            .values(status=VERIFIED, verified_at=now, checked_at=None)
+        ).rowcount
+    return changed
+
+
+def mark_missing(conn: Connection, ids: Sequence[int], *, now: dt.datetime | None = None) -> None:
+    """Verification looked for these sent rows and did not find them (yet)."""
+    now = now or utcnow()
+    for chunk in chunks(ids, IN_LIST_SIZE):
+        conn.execute(update(outbox).where(outbox.c.id.in_(chunk), outbox.c.status == SENT).values(checked_at=now))
+
+
+def requeue_missing(conn: Connection, rows: Sequence[DueRow], *, now: dt.datetime | None = None) -> list[int]:
+    """Put sent rows that never appeared back in the queue, due now, to be sent again (their
+    unique_id makes that safe). A row sent again meanwhile (its ``sends`` moved on) is left alone.
+    Returns the ids re-queued."""
+    now = now or utcnow()
+    requeued = []
+    for row in rows:
+        done = conn.execute(
+            update(outbox).where(outbox.c.id == row.id, outbox.c.status == SENT, outbox.c.sends == row.sends)
+            .values(status=PENDING, next_attempt_at=now, checked_at=now, lease_owner=None, lease_expires_at=None)
+        ).rowcount
+        if done:
+            requeued.append(row.id)
+    return requeued
+
+
+#: The columns of :func:`delivery_counts`, in a row's order through the outbox.
+DELIVERY_COLUMNS = ("queued", "sent", "verified", "missing", "dead")
+
+
+def delivery_counts(conn: Connection) -> list[dict[str, Any]]:
+    """Per kind and metric (None for a kind that is no event), how many rows are queued, sent and
+    not yet verified, verified, missing (sent, looked for, not found yet) and dead."""
+    missed = case((outbox.c.checked_at.is_(None), 0), else_=1)
+    rows = conn.execute(
+        select(outbox.c.kind, outbox.c.metric, outbox.c.status, missed, func.count())
+        .group_by(outbox.c.kind, outbox.c.metric, outbox.c.status, missed)
+    )
+    column = {PENDING: "queued", SENT: "sent", VERIFIED: "verified", DEAD: "dead"}
+    table: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for kind, metric, status, was_missed, count in rows:
+        entry = table.setdefault((kind, metric), {"kind": kind, "metric": metric, **dict.fromkeys(DELIVERY_COLUMNS, 0)})
+        name = "missing" if status == SENT and was_missed else column.get(status, status)
+        entry[name] = entry.get(name, 0) + count
+    return [table[key] for key in sorted(table, key=lambda key: (key[0], key[1] or ""))]
