@@ -31,8 +31,9 @@ def klaviyo_api_key(settings: Settings) -> str | None:
 
 # Engines and runs are not hashable inputs: these tasks are never cached.
 @task(name="start run", cache_policy=NO_CACHE)
-def start_run(settings: Settings, steps: list[str], from_start: bool, dry_run: bool) -> pipeline.SyncRun:
-    run = pipeline.start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run)
+def start_run(settings: Settings, steps: list[str], from_start: bool, dry_run: bool,
+              verify_since: Any = None) -> pipeline.SyncRun:
+    run = pipeline.start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
     get_run_logger().info("run %s: steps %s%s%s", run.run_id, ",".join(run.steps),
                           " from the first log row" if from_start else "", " (dry run)" if dry_run else "")
     return run
@@ -68,6 +69,17 @@ def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -
     return result.as_dict()
 
 
+@task(name="verify delivery", cache_policy=NO_CACHE)
+def verify_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
+    with klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
+        result = pipeline.run_verify(run, client)
+    if not run.dry_run:
+        get_run_logger().info("verify: %d of %d rows due verified in Klaviyo; %d missing, %d sent again; %d dead letters",
+                              result.details["verified"], result.rows_read, result.details["missing"],
+                              result.details["resent"], result.dead_letters)
+    return result.as_dict()
+
+
 @task(name="publish summary", cache_policy=NO_CACHE)
 def publish_task(run: pipeline.SyncRun, error: str | None = None) -> dict[str, Any]:
     counts = pipeline.finish_sync(run, error=RuntimeError(error) if error else None)
@@ -79,6 +91,9 @@ def publish_task(run: pipeline.SyncRun, error: str | None = None) -> dict[str, A
     ]
     create_table_artifact(key="kl-sync-dead-letters", table=letters or [{"key": "", "step": "", "kind": "", "reason": "none"}],
                           description=f"Dead letters of run {run.run_id} (replay with `kl-sync dead-letters replay`)")
+    create_table_artifact(key="kl-sync-delivery", table=pipeline.delivery_rows(run.state) or [{"metric": "none"}],
+                          description="Outbox rows per metric: queued, sent (Klaviyo answered 2xx), verified (read "
+                                      "back from Klaviyo), missing (looked for, not there yet), dead")
     send = run.results.get("send")
     if send is not None and send.details.get("quality"):
         create_table_artifact(key="kl-sync-validation", table=pipeline.quality_rows(send),

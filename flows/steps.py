@@ -1,6 +1,7 @@
 """Each step alone, as a flow of its own, for ad-hoc runs and extra send workers; `flows/sync.py` runs
-them all. ``python flows/steps.py STEP`` runs one (parse, orders, suppress or send); the deployment
-``kl-sync-send/send-outbox`` is ``flows/steps.py:send_outbox``."""
+them all. ``python flows/steps.py STEP`` runs one (parse, orders, suppress, send or verify); the
+deployments ``kl-sync-send/send-outbox`` and ``kl-sync-verify/verify-delivery`` are
+``flows/steps.py:send_outbox`` and ``flows/steps.py:verify_delivery``."""
 
 import sys
 from pathlib import Path
@@ -13,14 +14,15 @@ from kl_sync.settings import prefect_defaults
 if __name__ == "__main__":
     prefect_defaults()
 
-from flows.sync import step_flow  # noqa: E402  (Prefect is imported after its defaults are set)
+from flows.sync import step_flow, verify_delivery  # noqa: E402  (Prefect is imported after its defaults are set)
 
 parse_log = step_flow("parse")
 process_orders = step_flow("orders")
 suppress = step_flow("suppress")
 send_outbox = step_flow("send")
 
-FLOWS = {"parse": parse_log, "orders": process_orders, "suppress": suppress, "send": send_outbox}
+FLOWS = {"parse": parse_log, "orders": process_orders, "suppress": suppress, "send": send_outbox,
+         "verify": verify_delivery}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in FLOWS:

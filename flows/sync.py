@@ -1,4 +1,4 @@
-"""The whole sync: parse → orders → suppress → send, as one Prefect flow.
+"""The whole sync: parse → orders → suppress → send → verify, as one Prefect flow.
 
 ``python flows/sync.py`` runs it once on the current settings; ``prefect.yaml`` schedules it.
 """
@@ -19,7 +19,9 @@ if __name__ == "__main__":
 
 from prefect import flow
 
-from flows.common import klaviyo_api_key, publish_task, send_task, start_run, step_task
+import datetime as dt
+
+from flows.common import klaviyo_api_key, publish_task, send_task, start_run, step_task, verify_task
 from flows.rate_limit import flow_rate_limiter
 from kl_sync import pipeline
 from kl_sync.settings import load_settings
@@ -32,19 +34,24 @@ def sync(
     dry_run: bool = False,
     rate_limit: str = "local",
     rate_scale: float = 1.0,
+    verify_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Run the chosen steps (all by default) once; returns the run's counts.
 
     ``rate_limit``: ``local`` (this process), ``shared`` (every worker on the state database) or
-    ``prefect`` (Prefect global concurrency limits, see flows/rate_limit.py)."""
+    ``prefect`` (Prefect global concurrency limits, see flows/rate_limit.py). ``verify_since``: the
+    verify step checks only rows sent since then (UTC)."""
     settings = load_settings()
     chosen = pipeline.parse_steps(steps)
-    limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if "send" in chosen else None
-    run = start_run(settings, chosen, from_start, dry_run)
+    talks_to_klaviyo = any(step in pipeline.CLIENT_STEPS for step in chosen)
+    limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if talks_to_klaviyo else None
+    run = start_run(settings, chosen, from_start, dry_run, verify_since)
     try:
         for step in chosen:
             if step == "send":
                 send_task(run, klaviyo_api_key(settings), limiter)
+            elif step == "verify":
+                verify_task(run, klaviyo_api_key(settings), limiter)
             else:
                 step_task.with_options(name=step)(run, step)
     except BaseException as exc:
@@ -61,6 +68,13 @@ def step_flow(step: str) -> Any:
         return sync(steps=[step], from_start=from_start, dry_run=dry_run)
 
     return one_step
+
+
+@flow(name="kl-sync-verify")
+def verify_delivery(since: dt.datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """The verify step alone: read Klaviyo back, send again what never appeared (``since``: only rows
+    sent since then)."""
+    return sync(steps=["verify"], dry_run=dry_run, verify_since=since)
 
 
 if __name__ == "__main__":

@@ -2,26 +2,28 @@
 
 A :class:`Kind` names its payload shape (:mod:`kl_sync.payloads`), its Great Expectations suite
 (``kl_sync/expectations/<kind>.json``), the columns that suite sees (its flattener), the metrics it may
-carry (a function of the settings), and the :class:`Operation` that sends it. An operation is one
+carry (a function of the settings), the :class:`Operation` that sends it, and the :class:`Verifier`
+that proves a sent row in Klaviyo (reads it back; :mod:`kl_sync.klaviyo.delivery`). An operation is one
 Klaviyo bulk endpoint: its limits (items per request, rate windows) come from the one table of
 Klaviyo limits, :data:`~kl_sync.klaviyo.limits.ENDPOINT_LIMITS`; its body builder and sender from the
 endpoint's resource module in :mod:`kl_sync.klaviyo`. Kinds that name the same operation share its
 requests: the three event kinds go out together through bulk event creation.
 
-The sender, the quality gate, the pipeline and the dry-run preview read this registry; none of them
-knows a kind by name. A new kind is a :class:`Kind` here (and an :class:`Operation` when it needs a new
+The sender, the verify step, the quality gate, the pipeline and the dry-run preview read this
+registry; none of them knows a kind by name. A new kind is a :class:`Kind` here (and an :class:`Operation` when it needs a new
 endpoint), its suite file, and its builder and sender in ``klaviyo/``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kl_sync.klaviyo import events, profiles, suppressions
+from kl_sync.klaviyo import delivery, events, profiles, suppressions
 from kl_sync.klaviyo.batches import Batch, ItemOutcome
 from kl_sync.klaviyo.client import body_text
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits
@@ -40,6 +42,7 @@ from kl_sync.payloads import (
 
 if TYPE_CHECKING:
     from kl_sync.settings import Settings
+    from kl_sync.state.delivery import DueRow, Spread
     from kl_sync.state.outbox import ClaimedItem
 
 #: Where the suites live: ``<kind>.json`` each, shipped inside the package.
@@ -99,6 +102,57 @@ SUPPRESSIONS = Operation(
     lambda payload: suppressions.build_suppression_bodies([payload["email"]])[0].body,
 )
 OPERATIONS: tuple[Operation, ...] = (EVENTS, PROFILES, SUPPRESSIONS)
+
+
+# ----------------------------------------------------------------------------- verifiers
+
+
+@dataclass(frozen=True)
+class VerifyContext:
+    """What the verify step hands a verifier besides the due rows."""
+
+    #: Per metric, the rows of it that reached Klaviyo (how dense it is, for reading windows).
+    spreads: Mapping[str, Spread]
+    #: Outbox ids -> their payloads, loaded when asked (a verifier that needs more than the columns).
+    payloads: Callable[[Sequence[int]], Mapping[int, dict[str, Any]]]
+
+
+@dataclass(frozen=True, eq=False)
+class Verifier:
+    """How rows of some kinds are read back from Klaviyo once sent: ``find(client, rows, context)``
+    returns the keys of ``rows`` Klaviyo holds. Kinds that share a verifier are verified together."""
+
+    name: str
+    #: The read endpoint it uses (its row of ENDPOINT_LIMITS: its own rate windows).
+    endpoint: EndpointLimits
+    find: Callable[[Any, Sequence[DueRow], VerifyContext], set[str]]
+
+
+def _find_events(client: Any, rows: Sequence[DueRow], context: VerifyContext) -> set[str]:
+    wanted = [delivery.WantedEvent(row.key, row.metric, row.event_time.replace(tzinfo=dt.UTC))
+              for row in rows if row.metric and row.event_time]
+    split = {metric: delivery.split_after(spread.rows, spread.first, spread.last)
+             for metric, spread in context.spreads.items()}
+    id_of = {row.key: row.id for row in rows}
+
+    def emails(keys: Sequence[str]) -> dict[str, str]:
+        payloads = context.payloads([id_of[key] for key in keys])
+        return {key: (payloads.get(id_of[key], {}).get("profile") or {}).get("email") or "" for key in keys}
+
+    return delivery.find_events(client, wanted, split_after=split, emails=emails)
+
+
+def _find_suppressions(client: Any, rows: Sequence[DueRow], context: VerifyContext) -> set[str]:
+    payloads = context.payloads([row.id for row in rows])
+    email_of = {row.key: str(payloads.get(row.id, {}).get("email") or "") for row in rows}
+    suppressed = delivery.find_suppressed(client, [email for email in email_of.values() if email])
+    return {key for key, email in email_of.items() if email and email.strip().lower() in suppressed}
+
+
+#: Events are read back with ``GET /api/events``, metric by metric, window by window.
+EVENTS_READ = Verifier("events", ENDPOINT_LIMITS["get_events"], _find_events)
+#: Suppressions are read back from the profiles' ``subscriptions`` (``GET /api/profiles``).
+SUPPRESSIONS_READ = Verifier("suppressions", ENDPOINT_LIMITS["get_profiles"], _find_suppressions)
 
 
 # ----------------------------------------------------------------------------- flatteners
@@ -168,6 +222,8 @@ class Kind:
     columns: Callable[[Mapping[str, Any]], dict[str, Any]]
     #: The metric names its payloads may carry, from the settings; None for a kind with no metric.
     metrics: Callable[[Settings], frozenset[str]] | None = None
+    #: How a sent row of it is proven in Klaviyo; None: its rows stay ``sent`` (never verified).
+    verifier: Verifier | None = None
 
     @property
     def suite(self) -> Path:
@@ -186,16 +242,26 @@ def _fixed(*names: str) -> Callable[[Settings], frozenset[str]]:
 KINDS: Mapping[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("log_event", EventPayload, EVENTS, event_columns, _log_metrics),
-        Kind("order_event", EventPayload, EVENTS, event_columns, _fixed(PLACED_ORDER, CANCELLED_ORDER, FULFILLED_ORDER)),
-        Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT)),
+        Kind("log_event", EventPayload, EVENTS, event_columns, _log_metrics, EVENTS_READ),
+        Kind("order_event", EventPayload, EVENTS, event_columns, _fixed(PLACED_ORDER, CANCELLED_ORDER, FULFILLED_ORDER),
+             EVENTS_READ),
+        Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT), EVENTS_READ),
         Kind("profile", ProfilePayload, PROFILES, profile_columns),
-        Kind("suppression", SuppressionPayload, SUPPRESSIONS, email_columns),
+        Kind("suppression", SuppressionPayload, SUPPRESSIONS, email_columns, verifier=SUPPRESSIONS_READ),
     )
 }
 OUTBOX_KINDS: tuple[str, ...] = tuple(KINDS)
 #: The kinds sent as Klaviyo events (for code that must tell an event's payload from a profile's).
 EVENT_KINDS: tuple[str, ...] = tuple(name for name, kind in KINDS.items() if kind.operation is EVENTS)
+
+
+def verifiers() -> dict[Verifier, list[str]]:
+    """Each verifier and the kinds it proves, in registry order."""
+    found: dict[Verifier, list[str]] = {}
+    for name, kind in KINDS.items():
+        if kind.verifier is not None:
+            found.setdefault(kind.verifier, []).append(name)
+    return found
 
 
 def kind_of(name: str) -> Kind:

@@ -8,6 +8,7 @@ local emulator.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from sqlalchemy import Engine
 
 from kl_sync.db import make_engine
 from kl_sync.kinds import OPERATIONS, metric_names
+from kl_sync.normalize import naive_utc
 from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import list_dead_letters
+from kl_sync.state.delivery import delivery_counts
 from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import iter_pending, pending_count
 from kl_sync.state.runs import finish_run, start_run
@@ -29,10 +32,13 @@ from kl_sync.steps.parse import PARSE
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
 from kl_sync.steps.stream import StreamStep
 from kl_sync.steps.suppress import SUPPRESS
+from kl_sync.steps.verify import verify_outbox
 
-#: The store-reading steps, declared streams, in pipeline order; send follows them.
+#: The store-reading steps, declared streams, in pipeline order; send and verify follow them.
 STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, SUPPRESS)}
-STEPS = (*STORE_STEPS, "send")
+#: The steps that talk to Klaviyo, after the store-reading ones: they share the run's client.
+CLIENT_STEPS = ("send", "verify")
+STEPS = (*STORE_STEPS, *CLIENT_STEPS)
 
 
 def step_for_key(key: str) -> StreamStep:
@@ -74,6 +80,8 @@ class SyncRun:
     steps: list[str]
     from_start: bool = False
     dry_run: bool = False
+    #: The verify step checks only rows sent since then (naive UTC); None: every row due.
+    verify_since: dt.datetime | None = None
     results: dict[str, StepResult] = field(default_factory=dict)
     client_stats: dict[str, Any] = field(default_factory=dict)
 
@@ -109,7 +117,14 @@ def _connectable(engine: Engine, setting: str) -> Engine:
     return engine
 
 
-def start_sync(settings: Settings, *, steps: Sequence[str] | None = None, from_start: bool = False, dry_run: bool = False) -> SyncRun:
+def start_sync(
+    settings: Settings,
+    *,
+    steps: Sequence[str] | None = None,
+    from_start: bool = False,
+    dry_run: bool = False,
+    verify_since: dt.datetime | None = None,
+) -> SyncRun:
     """Open both databases (migrating the state DB) and record the run as started.
 
     Raises :class:`DatabaseUnreachable` naming ``KL_SYNC_STORE_URL`` or ``KL_SYNC_STATE_URL`` when one
@@ -124,7 +139,8 @@ def start_sync(settings: Settings, *, steps: Sequence[str] | None = None, from_s
     chosen = parse_steps(steps)
     with state.begin() as conn:
         run_id = start_run(conn, steps=chosen, dry_run=dry_run)
-    return SyncRun(settings, store, state, run_id, chosen, from_start, dry_run)
+    since = None if verify_since is None else naive_utc(verify_since)
+    return SyncRun(settings, store, state, run_id, chosen, from_start, dry_run, since)
 
 
 def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str, Any]:
@@ -144,6 +160,23 @@ def run_step(run: SyncRun, step: str) -> StepResult:
     return result
 
 
+def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total: int | None) -> StepResult:
+    """The sender over this run's outbox, with the run's settings."""
+    s = run.settings
+    with step_progress("send: outbox rows", total=total) as progress:
+        return send_outbox(
+            run.state,
+            client,
+            retries=s.retry.outbox,
+            batch_size=s.send_batch_size,
+            lease_seconds=s.lease_seconds,
+            validate=quality_validator(metric_names(s)) if validate else None,
+            run_id=run.run_id,
+            owner=owner,
+            progress=progress,
+        )
+
+
 def run_send(
     run: SyncRun,
     client: Any,
@@ -156,28 +189,53 @@ def run_send(
         result = StepResult("send", details={"dry_run": True, "preview": preview_outbox(run.state, limit=20)})
         run.results["send"] = result
         return result
-    s = run.settings
     with run.state.connect() as conn:
         pending = pending_count(conn)
-    with step_progress("send: outbox rows", total=pending) as progress:
-        result = send_outbox(
-            run.state,
-            client,
-            retries=s.retry.outbox,
-            batch_size=s.send_batch_size,
-            lease_seconds=s.lease_seconds,
-            validate=quality_validator(metric_names(s)) if validate else None,
-            run_id=run.run_id,
-            owner=owner,
-            progress=progress,
-        )
+    result = _send(run, client, validate=validate, owner=owner, total=pending)
     result.details["http_requests"] = client.stats.as_dict()
     run.results["send"] = result
     return result
 
 
-#: Opens the run's Klaviyo client when the send step needs it (kl_sync.app.clients.klaviyo_client).
+def run_verify(run: SyncRun, client: Any, *, owner: str | None = None) -> StepResult:
+    """Read back what was sent at least ``KL_SYNC_VERIFY_AFTER`` ago, send again what Klaviyo still
+    does not show after ``KL_SYNC_VERIFY_GRACE``, dead-letter what never appeared after
+    ``KL_SYNC_VERIFY_MAX_SENDS`` sends. A dry run verifies nothing (a re-send is a write)."""
+    if run.dry_run:
+        result = StepResult("verify", details={"dry_run": True})
+        run.results["verify"] = result
+        return result
+    s = run.settings
+    before = client.stats.as_dict()
+    with step_progress("verify: sent rows") as progress:
+        result = verify_outbox(
+            run.state,
+            client,
+            verify_after=s.verify_after,
+            grace=s.verify_grace,
+            max_sends=s.verify_max_sends,
+            resend=lambda: _send(run, client, validate=True, owner=owner, total=None),
+            since=run.verify_since,
+            run_id=run.run_id,
+            progress=progress,
+        )
+    result.details["http_requests"] = _requests_since(before, client.stats.as_dict())
+    run.results["verify"] = result
+    return result
+
+
+def _requests_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The client's counts between two of its snapshots (what one step asked of Klaviyo)."""
+    by_endpoint = {name: n - before["by_endpoint"].get(name, 0) for name, n in after["by_endpoint"].items()}
+    return {"requests": after["requests"] - before["requests"], "retries": after["retries"] - before["retries"],
+            "by_endpoint": {name: n for name, n in by_endpoint.items() if n}}
+
+
+#: Opens the run's Klaviyo client when the send or verify step needs it (kl_sync.app.clients.klaviyo_client).
 ClientOpener = Callable[[], AbstractContextManager[Any]]
+
+#: The steps that take the run's client, by name.
+_CLIENT_STEP = {"send": run_send, "verify": run_verify}
 
 
 def run_pipeline(
@@ -187,21 +245,22 @@ def run_pipeline(
     steps: Sequence[str] | None = None,
     from_start: bool = False,
     dry_run: bool = False,
+    verify_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """One whole run in this process: the chosen steps in pipeline order, the run recorded as ok or
-    failed with its reason. ``open_client`` is entered only for the send step. Returns the run's
-    counts; re-raises what stopped it."""
-    run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run)
+    failed with its reason. ``open_client`` is entered once, for the send and verify steps. Returns
+    the run's counts; re-raises what stopped it."""
+    run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
     try:
-        for step in run.steps:
-            if step == "send":
-                with open_client() as client:
-                    try:
-                        run_send(run, client)
-                    finally:
-                        run.client_stats = client.stats.as_dict()
-            else:
-                run_step(run, step)
+        for step in [s for s in run.steps if s not in CLIENT_STEPS]:
+            run_step(run, step)
+        if any(step in CLIENT_STEPS for step in run.steps):
+            with open_client() as client:
+                try:
+                    for step in [s for s in run.steps if s in CLIENT_STEPS]:
+                        _CLIENT_STEP[step](run, client)
+                finally:
+                    run.client_stats = client.stats.as_dict()
     except BaseException as exc:
         from sqlalchemy.exc import DBAPIError
 
@@ -234,6 +293,10 @@ def dead_letters_of_run(run: SyncRun) -> list[dict[str, Any]]:
         return list_dead_letters(conn, run_id=run.run_id)
 
 
+#: What a step's per-metric figures count, by step (the store-reading steps queue).
+_PER_METRIC = {"send": "sent", "verify": "verified"}
+
+
 def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
     """The run summary as table rows (one per figure): what the artifact and the CLI show."""
     rows: list[dict[str, Any]] = []
@@ -242,11 +305,12 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
         if result is None:
             continue
         rows.append({"step": name, "figure": "rows read", "value": result.rows_read})
-        if name != "send":
+        if name not in CLIENT_STEPS:
             rows.append({"step": name, "figure": "queued", "value": result.queued})
         for metric, n in sorted(result.by_metric.items()):
-            rows.append({"step": name, "figure": f"{'sent' if name == 'send' else 'queued'}: {metric}", "value": n})
-        for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "quality_rejects"):
+            rows.append({"step": name, "figure": f"{_PER_METRIC.get(name, 'queued')}: {metric}", "value": n})
+        for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "quality_rejects",
+                    "verified", "missing", "resent"):
             if key in result.details:
                 rows.append({"step": name, "figure": key.replace("_", " "), "value": result.details[key]})
         http = result.details.get("http_requests") or {}
@@ -254,3 +318,10 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
             rows.append({"step": name, "figure": "HTTP requests", "value": http.get("requests", 0)})
         rows.append({"step": name, "figure": "dead letters", "value": result.dead_letters})
     return rows
+
+
+def delivery_rows(state: Engine) -> list[dict[str, Any]]:
+    """Per metric (or kind), the outbox rows queued, sent, verified, missing and dead: the run
+    summary's delivery table and ``kl-sync status``."""
+    with state.connect() as conn:
+        return delivery_counts(conn)

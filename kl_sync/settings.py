@@ -102,6 +102,20 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KL_SYNC_MAX_SENDS", "KL_SYNC_MAX_ATTEMPTS", "max_sends"),
     )
     lease_seconds: int = Field(300, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
+    #: How long after its send a row is first looked for in Klaviyo (Klaviyo processes events after
+    #: answering 202; reading back sooner finds fewer).
+    verify_after: dt.timedelta = Field(
+        dt.timedelta(minutes=10), validation_alias=_env_names("verify_after", "KL_SYNC_VERIFY_AFTER")
+    )
+    #: How long after its send a row Klaviyo still does not show is sent again (at a verification;
+    #: a grace shorter than ``verify_after`` re-sends at the first check that misses it).
+    verify_grace: dt.timedelta = Field(
+        dt.timedelta(minutes=30), validation_alias=_env_names("verify_grace", "KL_SYNC_VERIFY_GRACE")
+    )
+    #: Sends Klaviyo accepted before a row that never appears becomes a dead letter.
+    verify_max_sends: int = Field(
+        3, ge=1, validation_alias=_env_names("verify_max_sends", "KL_SYNC_VERIFY_MAX_SENDS")
+    )
     #: The shop's public site, for product and checkout links in payloads.
     site_url: str = Field("https://shop.example.com", validation_alias=_env_names("site_url", "KL_SYNC_SITE_URL"))
 
@@ -117,6 +131,13 @@ class Settings(BaseSettings):
             raise ValueError(f"not a SQLAlchemy database URL: {value!r}") from exc
         if url.get_backend_name() not in {"sqlite", "postgresql", "mysql", "mariadb"}:
             raise ValueError(f"unsupported database {url.get_backend_name()!r} (sqlite, postgresql, mysql)")
+        return value
+
+    @field_validator("verify_after", "verify_grace")
+    @classmethod
+    def _check_duration(cls, value: dt.timedelta) -> dt.timedelta:
+        if value < dt.timedelta(0):
+            raise ValueError("must not be negative (an ISO 8601 duration such as PT10M)")
         return value
 
     @field_validator("klaviyo_base_url", "site_url")

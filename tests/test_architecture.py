@@ -43,6 +43,10 @@ def test_every_kind_has_all_of_its_parts(name):
     assert operation.items_per_request == operation.endpoint.max_items
     spec = Path(kl_sync.emulator.__file__).parent / "spec" / f"{operation.endpoint.operation_id}.json"
     assert spec.is_file(), f"{name}: no spec slice for {operation.endpoint.operation_id}"
+    if kind.verifier is not None:  # it reads back through an endpoint of its own, which the emulator serves
+        read = kind.verifier.endpoint
+        assert ENDPOINT_LIMITS.get(read.operation_id) is read and read.method == "GET" and callable(kind.verifier.find)
+        assert (spec.parent / f"{read.operation_id}.json").is_file(), f"{name}: no spec slice for {read.operation_id}"
 
 
 @pytest.mark.parametrize("operation_id", sorted({k.operation.endpoint.operation_id for k in KINDS.values()}))

@@ -65,4 +65,4 @@ def test_quality_check_and_dead_letter_replay(tmp_path, monkeypatch, capsys):
 
 def test_unknown_step_is_one_clear_line(capsys):
     assert main(["sync", "--steps", "parse,teleport"]) == 2
-    assert capsys.readouterr().err.strip() == "kl-sync: unknown step(s) teleport; choose from parse, orders, suppress, send"
+    assert capsys.readouterr().err.strip() == "kl-sync: unknown step(s) teleport; choose from parse, orders, suppress, send, verify"

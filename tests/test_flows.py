@@ -28,6 +28,7 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("KLAVIYO_BASE_URL", emulator.base_url)
     monkeypatch.setenv("KLAVIYO_API_KEY", emulator.api_key)
+    monkeypatch.setenv("KL_SYNC_VERIFY_AFTER", "PT0S")  # the emulator processes events at once
 
     # A dry run through the CLI queues but sends nothing, and prints what it would send.
     assert main(["sync", "--dry-run", "--json"]) == 0
@@ -43,21 +44,26 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     assert counts["send"]["sent_events"] == len(sent_events) > 0
     assert len({e["unique_id"] for e in sent_events}) == len(sent_events)
     assert Counter(e["metric"] for e in sent_events)["Placed Order"] > 0
+    # The verify task read back everything just sent: every event and every suppression.
+    verify = counts["verify"]
+    assert verify["verified"] == verify["rows_read"] == len(sent_events) + counts["send"]["sent_suppressions"]
 
     again = sync()
     assert again["send"]["rows_read"] == 0 and len(emulator.events()) == len(sent_events)
+    assert again["verify"]["rows_read"] == 0
 
     async def artifacts():
         async with get_client() as client:
             return await client.read_artifacts()
 
     keys = {a.key for a in asyncio.run(artifacts())}
-    assert {"kl-sync-summary", "kl-sync-dead-letters"} <= keys
+    assert {"kl-sync-summary", "kl-sync-dead-letters", "kl-sync-delivery"} <= keys
 
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders"}
     assert status["runs"][0]["status"] == "ok"
+    assert {(row["sent"], row["missing"]) for row in status["delivery"] if row["kind"] != "profile"} == {(0, 0)}
     assert main(["dead-letters", "list", "--json"]) == 0
     letters = json.loads(capsys.readouterr().out)
     assert letters and all(d["reason"] for d in letters)
@@ -69,7 +75,7 @@ def test_every_deployment_entrypoint_loads_its_flow():
 
     repo = Path(__file__).resolve().parent.parent
     deployments = yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]
-    assert {d["name"] for d in deployments} == {"incremental", "initial-sync", "send-outbox"}
+    assert {d["name"] for d in deployments} == {"incremental", "initial-sync", "send-outbox", "verify-delivery"}
     for deployment in deployments:
         path, _, name = deployment["entrypoint"].partition(":")
         loaded = load_flow_from_entrypoint(f"{repo / path}:{name}")

@@ -4,6 +4,7 @@ errors into one clear line and an exit code. Prefect is imported only to run a f
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -118,21 +119,66 @@ def cmd_sync(args: argparse.Namespace) -> int:
     for preview in send.get("preview", []):
         _print_json(preview)
     _table("kl-sync run", [
-        {"step": name, "read": c.get("rows_read"), "queued": c.get("queued"), "dead letters": c.get("dead_letters"),
-         "sent": c.get("sent_events", "") if name == "send" else ""}
+        {"step": name, "read": c.get("rows_read"), "queued": c.get("queued") if name not in ("send", "verify") else "",
+         "dead letters": c.get("dead_letters"), "sent": c.get("sent_events", "") if name == "send" else "",
+         "verified": c.get("verified", "") if name == "verify" else ""}
         for name, c in counts.items() if name != "http"
     ])
     return 0
 
 
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``--since``: an ISO 8601 date or date-time (naive means UTC), or a duration back from now
+    (``P7D``, ``PT12H``); naive UTC, as the state database keeps times."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from kl_sync.normalize import naive_utc
+
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if text.upper().startswith(("P", "-P")):
+        try:
+            return now - TypeAdapter(dt.timedelta).validate_python(text.upper())
+        except ValidationError:
+            raise CliError(f"--since {text!r}: not an ISO 8601 duration (e.g. P7D, PT12H)") from None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--since {text!r}: not an ISO 8601 date-time (e.g. 2026-12-01T00:00:00+00:00) "
+                       "or duration (e.g. P7D)") from None
+    return naive_utc(moment)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from kl_sync.app.clients import rate_limiter
+    from kl_sync.app.run import run_sync
+    from kl_sync.pipeline import delivery_rows
+    from kl_sync.state.migrate import open_state
+
+    settings = get_settings()
+    since = parse_since(args.since) if args.since else None
+    counts = run_sync(settings, steps=["verify"], verify_since=since, limiter=rate_limiter(settings, args.rate_limit))
+    delivery = delivery_rows(open_state(settings.state_url))
+    if args.json:
+        _print_json({"verify": counts.get("verify", {}), "delivery": delivery})
+        return 0
+    verify = counts.get("verify", {})
+    print(f"verified {verify.get('verified', 0):,} of {verify.get('rows_read', 0):,} rows due; "
+          f"{verify.get('missing', 0):,} not in Klaviyo yet, {verify.get('resent', 0):,} sent again, "
+          f"{verify.get('dead_letters', 0):,} dead letters (accepted but never appeared)")
+    _table("delivery", delivery)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
+    from kl_sync.pipeline import delivery_rows
 
     engine = st.open_state(get_settings().state_url)
     with engine.connect() as conn:
         status = {
             "cursors": st.all_cursors(conn),
             "outbox": st.outbox_counts(conn),
+            "delivery": delivery_rows(engine),
             "stuck_leases": st.stuck_leases(conn),
             "dead_letters": len(st.list_dead_letters(conn)),
             "runs": st.recent_runs(conn, limit=args.runs),
@@ -142,6 +188,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     _table("cursors", status["cursors"])
     _table("outbox", status["outbox"])
+    _table("delivery (sent: Klaviyo answered 2xx; verified: read back from Klaviyo)", status["delivery"])
     print(f"open dead letters: {status['dead_letters']}; rows under an expired lease: {status['stuck_leases']}")
     _table("last runs", [
         {"run": r["id"][:8], "started": r["started_at"], "status": r["status"], "steps": r["steps"], "error": r["error"] or ""}
@@ -285,7 +332,8 @@ def _add_sync_command(sub: Any) -> None:
     sync = sub.add_parser("sync", help="run the sync flow once (through Prefect)")
     sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
-    sync.add_argument("--steps", default=None, help="comma-separated subset of parse,orders,suppress,send (default: all)")
+    sync.add_argument("--steps", default=None,
+                      help="comma-separated subset of parse,orders,suppress,send,verify (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
     sync.add_argument("--no-prefect", action="store_true",
                       help="run the steps in this process without Prefect (cron, several send workers)")
@@ -297,10 +345,20 @@ def _add_sync_command(sub: Any) -> None:
                            "--rate-scale (default 1: Klaviyo's own windows)")
     sync.set_defaults(handler=cmd_sync)
 
+    verify = sub.add_parser("verify", help="read Klaviyo back: mark what it holds verified, send again what never appeared")
+    verify.add_argument("--since", default=None,
+                        help="only rows sent since then: an ISO 8601 date-time (naive: UTC) or a duration back "
+                             "from now, e.g. P7D (default: every row due)")
+    verify.add_argument("--json", action="store_true", help="print the step's counts and the delivery table as JSON")
+    verify.add_argument("--rate-limit", choices=("local", "shared"), default="local",
+                        help="Klaviyo rate limit kept per process (local, default) or across every worker on the "
+                             "state database (shared)")
+    verify.set_defaults(handler=cmd_verify)
+
 
 def _add_reading_commands(sub: Any) -> None:
     """``status``, ``dead-letters`` and ``quality``: what the state database holds."""
-    status = sub.add_parser("status", help="cursors, outbox counts, dead letters and the last runs")
+    status = sub.add_parser("status", help="cursors, outbox counts, delivery per metric, dead letters and the last runs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--runs", type=int, default=5, help="how many recent runs (default 5)")
     status.set_defaults(handler=cmd_status)

@@ -1,7 +1,9 @@
 """``make demo``: the whole job on the embedded defaults, with nothing configured.
 
 It generates the demo store, starts the local Klaviyo emulator on loopback, runs the full sync flow
-through Prefect, and prints what was sent, dead-lettered and suppressed. Everything lives under
+through Prefect, and prints what was sent, dead-lettered and suppressed, and how much of it was read
+back from Klaviyo (verified). The demo verifies at once (``KL_SYNC_VERIFY_AFTER=PT0S``): its emulator
+processes events as soon as it accepts them. Everything lives under
 ``.kl_sync/demo/``: the store (``store.db``), kl-sync's state (``state.db``) and the emulator's
 account (``emulator/``). Running it again reuses them, so the second run sends nothing new.
 """
@@ -20,6 +22,7 @@ from rich.table import Table
 
 from kl_sync.app.clients import demo_emulator
 from kl_sync.db import make_engine
+from kl_sync.pipeline import delivery_rows
 from kl_sync.settings import DEMO_DIR, EMULATOR_KEY, EMULATOR_PUBLIC_KEY, get_settings, prefect_defaults
 from kl_sync.state.dead_letters import list_dead_letters
 from kl_sync.state.migrate import open_state
@@ -85,10 +88,11 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
     table = Table(title="this run")
     for column in ("step", "read", "queued", "dead letters"):
         table.add_column(column, justify="right" if column != "step" else "left")
-    for step in ("parse", "orders", "suppress", "send"):
+    for step in ("parse", "orders", "suppress", "send", "verify"):
         c = counts.get(step)
         if c:
-            table.add_row(step, f"{c['rows_read']:,}", f"{c['queued']:,}" if step != "send" else "", f"{c['dead_letters']:,}")
+            queued = f"{c['queued']:,}" if step not in ("send", "verify") else ""
+            table.add_row(step, f"{c['rows_read']:,}", queued, f"{c['dead_letters']:,}")
     console.print(table)
     http = send.get("http_requests", {})
     console.print(
@@ -118,6 +122,15 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
         for reason, n in reasons.most_common(8):
             dead.add_row(reason, f"{n:,}")
         console.print(dead)
+    delivery = delivery_rows(open_state(state_url))
+    verified = sum(row["verified"] for row in delivery)
+    accepted = sum(row["sent"] + row["missing"] + row["verified"] for row in delivery)
+    events_verified = sum(row["verified"] for row in delivery if row["metric"] is not None)
+    console.print(
+        f"verified {verified:,} of the {accepted:,} rows Klaviyo accepted, read back from the account "
+        f"({events_verified:,} events with GET /api/events, {verified - events_verified:,} suppressions from "
+        f"the profiles); {sum(row['missing'] for row in delivery):,} not there yet"
+    )
     console.print(
         "next     [bold]kl-sync status[/bold] and [bold]kl-sync dead-letters list[/bold] "
         f"(with KL_SYNC_STATE_URL={state_url}); the emulator's journal of every request is "
@@ -157,6 +170,8 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
             "KL_SYNC_STATE_URL": paths.state_url,
             "KLAVIYO_BASE_URL": emulator.base_url,
             "KLAVIYO_API_KEY": EMULATOR_KEY,
+            # The emulator processes accepted events at once (no --processing-delay): verify now.
+            "KL_SYNC_VERIFY_AFTER": "PT0S",
         }
         with _environment(env):
             from flows.sync import sync  # Prefect is imported here only

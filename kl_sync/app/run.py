@@ -4,6 +4,7 @@ tests): the pipeline, given the client :mod:`kl_sync.app.clients` picks."""
 from __future__ import annotations
 
 import functools
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +21,10 @@ def run_sync(
     dry_run: bool = False,
     api_key: str | None = None,
     limiter: Any = None,
+    verify_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The same steps in the same order as the flow, the run recorded as ok or failed with its
     reason. Returns the run's counts; re-raises what stopped it."""
     open_client = functools.partial(klaviyo_client, settings, api_key=api_key, limiter=limiter)
-    return run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run)
+    return run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run,
+                        verify_since=verify_since)

@@ -70,7 +70,15 @@ def iter_metrics(client: KlaviyoClient) -> Iterator[dict[str, Any]]:
 
 def metric_ids(client: KlaviyoClient, name: str) -> list[str]:
     """Ids of the metrics called ``name`` (several integrations may each have one)."""
-    return [metric["id"] for metric in iter_metrics(client) if metric["name"] == name]
+    return metric_ids_by_name(client).get(name, [])
+
+
+def metric_ids_by_name(client: KlaviyoClient) -> dict[str, list[str]]:
+    """Every metric's id under its name, in one pass over ``GET /api/metrics``."""
+    found: dict[str, list[str]] = {}
+    for metric in iter_metrics(client):
+        found.setdefault(metric["name"], []).append(metric["id"])
+    return found
 
 
 def iter_events(
@@ -82,11 +90,15 @@ def iter_events(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     page_size: int = GET_EVENTS.max_items or 1000,
+    include: str = "metric,profile",
+    fields: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Events, oldest first, flattened (:data:`EVENT_COLUMNS`); ``since`` inclusive, ``until`` exclusive.
 
     ``metric_name`` is resolved to metric ids first (get_events filters by id only); an unknown name
     yields nothing, and a name several integrations share yields each metric's events in turn.
+    ``include`` and ``fields`` (sparse fieldsets: ``{"event": "datetime,event_properties"}``) ask for
+    less when less will do; a column whose resource was left out reads None.
     """
     if metric_name is not None and metric_id is not None:
         raise ValueError("give metric_name or metric_id, not both")
@@ -100,7 +112,8 @@ def iter_events(
             f"greater-or-equal(datetime,{filter_datetime(since)})" if since is not None else "",
             f"less-than(datetime,{filter_datetime(until)})" if until is not None else "",
         ]
-        params: dict[str, Any] = {"include": "metric,profile", "sort": "datetime", "page[size]": page_size}
+        params: dict[str, Any] = {"include": include, "sort": "datetime", "page[size]": page_size}
+        params.update({f"fields[{resource}]": names for resource, names in (fields or {}).items()})
         filter_ = combine_filters(conditions)
         if filter_:
             params["filter"] = filter_
