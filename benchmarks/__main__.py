@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from benchmarks import harness
 
-BENCHMARKS = ("send", "parse", "orders", "memory", "overhead", "validation")
+BENCHMARKS = ("send", "parse", "orders", "memory", "overhead", "validation", "verify")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-events", type=int, default=100_000, help="events of benchmark 6 (issue: 100k)")
     parser.add_argument("--validation-batches", default="",
                         help="send batch sizes benchmark 6 compares (default: the configured send_batch_size)")
+    parser.add_argument("--verify-events", type=int, default=100_000,
+                        help="sent events read back by benchmark 7's verify step (default 100k)")
     parser.add_argument("--no-postgres", action="store_true",
                         help="skip PostgreSQL in benchmarks 2 and 3 even when KL_SYNC_BENCH_POSTGRES_URL is set")
     parser.add_argument("--postgres-rows", type=int, default=50_000,
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
 
-    from benchmarks import memory, overhead, send, steps, validation
+    from benchmarks import memory, overhead, send, steps, validation, verify
     from kl_sync.settings import load_settings
 
     send_batch = args.send_batch_size or load_settings().send_batch_size
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: memory.run(tuple(int(n) for n in args.memory_rows.split(",") if n)),
         "overhead": lambda: overhead.run(args.repeat),
         "validation": lambda: validation.run(args.validation_events, batch_sizes),
+        "verify": lambda: verify.run(args.verify_events, repeat=args.repeat),
     }
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()

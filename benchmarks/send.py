@@ -34,10 +34,14 @@ from kl_sync.steps.send import quality_validator, send_outbox
 
 def floor_seconds(events: int, *, endpoint: str, scale: float) -> float:
     """The least time (from the first request to the last) the scaled windows allow for ``events``."""
+    per_request = ENDPOINT_LIMITS[endpoint].max_items or 1
+    return requests_floor_seconds(math.ceil(events / per_request), endpoint=endpoint, scale=scale)
+
+
+def requests_floor_seconds(requests: int, *, endpoint: str, scale: float) -> float:
+    """The least time (from the first request to the last) the scaled windows allow for ``requests``."""
     limits = ENDPOINT_LIMITS[endpoint]
-    per_request = limits.max_items or 1
-    requests_needed = math.ceil(events / per_request)
-    k = requests_needed - 1
+    k = max(requests - 1, 0)
     steady, burst = limits.steady, limits.burst
     return (k // steady.limit) * steady.seconds / scale + ((k % steady.limit) // burst.limit) * burst.seconds / scale
 

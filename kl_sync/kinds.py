@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,14 +107,17 @@ OPERATIONS: tuple[Operation, ...] = (EVENTS, PROFILES, SUPPRESSIONS)
 # ----------------------------------------------------------------------------- verifiers
 
 
-@dataclass(frozen=True)
+@dataclass
 class VerifyContext:
-    """What the verify step hands a verifier besides the due rows."""
+    """What the verify step hands a verifier besides the due rows: one per verifier and verification."""
 
-    #: Per metric, the rows of it that reached Klaviyo (how dense it is, for reading windows).
+    #: Per metric of the chunk of due rows, how many rows of it kl-sync queued over what span of event
+    #: times (how dense it is in Klaviyo, for reading windows).
     spreads: Mapping[str, Spread]
     #: Outbox ids -> their payloads, loaded when asked (a verifier that needs more than the columns).
     payloads: Callable[[Sequence[int]], Mapping[int, dict[str, Any]]]
+    #: Kept by a verifier between the chunks of due rows of one verification (Klaviyo's metric ids).
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,12 +137,14 @@ def _find_events(client: Any, rows: Sequence[DueRow], context: VerifyContext) ->
     split = {metric: delivery.split_after(spread.rows, spread.first, spread.last)
              for metric, spread in context.spreads.items()}
     id_of = {row.key: row.id for row in rows}
+    if "metric_ids" not in context.memo:
+        context.memo["metric_ids"] = delivery.metric_ids_by_name(client)
 
     def emails(keys: Sequence[str]) -> dict[str, str]:
         payloads = context.payloads([id_of[key] for key in keys])
         return {key: (payloads.get(id_of[key], {}).get("profile") or {}).get("email") or "" for key in keys}
 
-    return delivery.find_events(client, wanted, split_after=split, emails=emails)
+    return delivery.find_events(client, wanted, split_after=split, emails=emails, metric_ids=context.memo["metric_ids"])
 
 
 def _find_suppressions(client: Any, rows: Sequence[DueRow], context: VerifyContext) -> set[str]:

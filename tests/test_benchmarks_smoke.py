@@ -1,7 +1,7 @@
 """The benchmarks' own code at toy sizes: the floor arithmetic, the synthetic stores, and the raw
 statements queuing exactly the rows the steps queue. No timing is asserted (benchmarks are not tests);
-the send, overhead and validation benchmarks are left to ``make bench`` (they import GX and start
-Prefect, tens of seconds before any work)."""
+the send, overhead, validation and verify benchmarks are left to ``make bench`` (they import GX, start
+Prefect or start emulator processes, tens of seconds before any work)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import pytest
 
 from benchmarks import harness, memory, steps
-from benchmarks.send import floor_seconds
+from benchmarks.send import floor_seconds, requests_floor_seconds
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +30,13 @@ def test_floor_of_bulk_events_follows_the_windows():
 def test_floor_of_one_request_per_event():
     assert floor_seconds(3_500, endpoint="create_event", scale=1.0) == 9.0
     assert floor_seconds(3_501, endpoint="create_event", scale=1.0) == 60.0
+
+
+def test_floor_of_reading_events_back():
+    assert requests_floor_seconds(350, endpoint="get_events", scale=1.0) == 0.0  # one burst
+    assert requests_floor_seconds(351, endpoint="get_events", scale=1.0) == 1.0
+    assert requests_floor_seconds(3_501, endpoint="get_events", scale=1.0) == 60.0
+
 
 
 def test_parse_and_orders_queue_what_the_raw_statements_queue(tmp_path):

@@ -50,5 +50,8 @@ class EventProcessing:
             return [self._random.random() < self.lose for _ in range(count)]
 
     def ready_at(self, accepted: float | None = None) -> float:
-        """When an event accepted at ``accepted`` (epoch seconds; now by default) can be read back."""
+        """When an event accepted at ``accepted`` (epoch seconds; now by default) can be read back.
+        Without a delay, from the start of time: a wall clock stepping back can never hide it."""
+        if self.delay <= 0:
+            return 0.0
         return (time.time() if accepted is None else accepted) + self.delay

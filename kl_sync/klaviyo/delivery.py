@@ -50,6 +50,9 @@ from kl_sync.chunks import chunks
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.reads import GET_EVENTS, GET_PROFILES, iter_events, metric_ids_by_name, quote
 
+__all__ = ["WantedEvent", "Window", "find_events", "find_suppressed", "match_events", "metric_ids_by_name",
+           "plan_windows", "split_after"]
+
 #: The most events one page of ``GET /api/events`` holds (``page[size]`` maximum).
 EVENTS_PAGE = GET_EVENTS.max_items or 1000
 #: One window whatever the gaps, when nothing says how dense a metric is.
@@ -136,28 +139,31 @@ def find_events(
     *,
     split_after: Mapping[str, dt.timedelta] | None = None,
     emails: Callable[[Sequence[str]], Mapping[str, str]] = lambda keys: {},
+    metric_ids: Mapping[str, list[str]] | None = None,
 ) -> set[str]:
     """The keys of ``wanted`` that Klaviyo holds, read metric by metric and window by window
-    (``split_after``: per metric, see :func:`split_after`; absent, one window per metric)."""
+    (``split_after``: per metric, see :func:`split_after`; absent, one window per metric).
+    ``metric_ids``: Klaviyo's metric ids by name, when the caller has them (else one pass over
+    ``GET /api/metrics``). Pages are matched as they come: one page is in memory at a time."""
     by_metric: dict[str, list[WantedEvent]] = {}
     for event in wanted:
         by_metric.setdefault(event.metric, []).append(event)
     if not by_metric:
         return set()
     # A metric Klaviyo does not have holds none of ours: nothing to read for it.
-    ids = metric_ids_by_name(client)
+    ids = metric_ids_by_name(client) if metric_ids is None else metric_ids
     found: set[str] = set()
     for metric, events in sorted(by_metric.items()):
         gap = (split_after or {}).get(metric, NEVER_SPLIT)
         for window in plan_windows(events, split_after=gap):
-            read = [
+            read = (
                 event
                 for metric_id in ids.get(metric, [])
                 for event in iter_events(
                     client, metric_id=metric_id, since=window.start, until=window.end, include="profile",
                     fields={"event": "datetime,event_properties", "profile": "email"},
                 )
-            ]
+            )
             found |= match_events(window.events, read, emails)
     return found
 

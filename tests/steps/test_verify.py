@@ -18,12 +18,13 @@ from kl_sync.state.delivery import delivery_counts
 from kl_sync.state.dead_letters import list_dead_letters
 from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import outbox
+from kl_sync.steps.verify import verify_outbox
 from tests.planting import T0, customer, item, log, order, plant
 from tests.reliability.helpers import settings_for
 
 KEY = "pk_verify"
 SEND = ["parse", "orders", "suppress", "send"]
-pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+ON_BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 
 def _store(store_url: str):
@@ -60,6 +61,7 @@ def _shown(emu: Any) -> Counter[str]:
     return Counter(e["unique_id"] for e in emu.events())
 
 
+@ON_BOTH
 def test_lost_events_are_sent_again_and_then_verified(store_url, state_url, tmp_path):
     with running_emulator(tmp_path / "klaviyo", api_keys=(KEY,), lose=1.0) as emu:
         settings = _settings(store_url, state_url, emu)
@@ -90,6 +92,7 @@ def test_lost_events_are_sent_again_and_then_verified(store_url, state_url, tmp_
         "kind": "order_event", "metric": "Placed Order", "queued": 0, "sent": 0, "verified": 2, "missing": 0, "dead": 0}
 
 
+@ON_BOTH
 def test_an_event_that_never_appears_becomes_a_dead_letter_with_that_reason(store_url, state_url, tmp_path):
     with running_emulator(tmp_path / "klaviyo", api_keys=(KEY,), lose=1.0) as emu:
         settings = _settings(store_url, state_url, emu, verify_max_sends=2)
@@ -107,6 +110,7 @@ def test_an_event_that_never_appears_becomes_a_dead_letter_with_that_reason(stor
     assert {status for kind, status, _ in _rows(state_url).values() if kind != "suppression"} == {"dead"}
 
 
+@ON_BOTH
 def test_a_row_is_verified_only_when_klaviyo_holds_it(store_url, state_url, tmp_path):
     # Half the events are lost; for each lost one, another event of the same profile, metric and
     # second (another unique_id) stands beside where it would be: a decoy that must not verify it.
@@ -132,3 +136,16 @@ def test_a_row_is_verified_only_when_klaviyo_holds_it(store_url, state_url, tmp_
         # Inside the grace, the lost ones are missing: looked for, not sent again yet.
         assert counts["missing"] == len(lost) and counts["resent"] == 0
         assert {rows[e["unique_id"]][1:] for e in lost} == {("sent", 1)}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the chunking is the step's own: one backend is enough
+def test_due_rows_are_read_in_chunks_and_the_metrics_once(store_url, state_url, tmp_path):
+    with running_emulator(tmp_path / "klaviyo", api_keys=(KEY,)) as emu:
+        settings = _settings(store_url, state_url, emu)
+        _store(store_url)
+        run_sync(settings, steps=SEND)
+        with KlaviyoClient(KEY, emu.base_url) as client:
+            result = verify_outbox(open_state(state_url), client, verify_after=dt.timedelta(0),
+                                   grace=dt.timedelta(0), max_sends=3, chunk_rows=4)
+            assert (result.rows_read, result.details["verified"], result.details["resent"]) == (15, 15, 0)
+            assert client.stats.by_endpoint["get_metrics"] == 1
