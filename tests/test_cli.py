@@ -66,3 +66,18 @@ def test_quality_check_and_dead_letter_replay(tmp_path, monkeypatch, capsys):
 def test_unknown_step_is_one_clear_line(capsys):
     assert main(["sync", "--steps", "parse,teleport"]) == 2
     assert capsys.readouterr().err.strip() == "kl-sync: unknown step(s) teleport; choose from parse, orders, suppress, send, verify"
+
+
+def test_verify_since_takes_a_date_time_or_a_duration_back(capsys):
+    import datetime as dt
+
+    from kl_sync.app.cli import parse_since
+
+    now = dt.datetime(2026, 12, 2, 12, 0)
+    assert parse_since("P7D", now) == dt.datetime(2026, 11, 25, 12, 0)
+    assert parse_since("pt90m", now) == dt.datetime(2026, 12, 2, 10, 30)
+    assert parse_since("2026-12-01T09:00:00-05:00", now) == dt.datetime(2026, 12, 1, 14, 0)
+    assert parse_since("2026-12-01", now) == dt.datetime(2026, 12, 1)
+    assert main(["verify", "--since", "last tuesday"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kl-sync: --since 'last tuesday': not an ISO 8601 date-time") and "\n" not in err

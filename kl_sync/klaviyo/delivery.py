@@ -42,16 +42,23 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kl_sync.chunks import chunks
 from kl_sync.klaviyo.client import KlaviyoClient
-from kl_sync.klaviyo.reads import GET_EVENTS, GET_PROFILES, iter_events, metric_ids_by_name, quote
+from kl_sync.klaviyo.reads import (
+    GET_EVENTS,
+    GET_PROFILES,
+    UNIQUE_ID_KEY,
+    iter_event_pages,
+    metric_ids_by_name,
+    quote,
+)
 
-__all__ = ["WantedEvent", "Window", "find_events", "find_suppressed", "match_events", "metric_ids_by_name",
-           "plan_windows", "split_after"]
+__all__ = ["ReadEvent", "WantedEvent", "Window", "find_events", "find_suppressed", "match_events", "metric_ids_by_name",
+           "plan_windows", "read_events", "split_after"]
 
 #: The most events one page of ``GET /api/events`` holds (``page[size]`` maximum).
 EVENTS_PAGE = GET_EVENTS.max_items or 1000
@@ -105,22 +112,48 @@ def plan_windows(events: Iterable[WantedEvent], *, split_after: dt.timedelta = N
     return windows
 
 
+@dataclass(frozen=True)
+class ReadEvent:
+    """What matching needs of an event read back: its ``$event_id`` (None when Klaviyo gave none),
+    its time to the second, and its profile's e-mail."""
+
+    unique_id: str | None
+    second: int
+    email: str | None
+
+
+def read_events(pages: Iterable[Mapping[str, Any]]) -> Iterator[ReadEvent]:
+    """The events of ``GET /api/events`` pages (with ``include=profile``), as matching reads them:
+    two fields and a profile's e-mail each, nothing copied."""
+    for page in pages:
+        emails = {item.get("id"): (item.get("attributes") or {}).get("email")
+                  for item in page.get("included") or [] if item.get("type") == "profile"}
+        for resource in page.get("data") or []:
+            attributes = resource.get("attributes") or {}
+            when = attributes.get("datetime")
+            if not isinstance(when, str):
+                continue
+            unique_id = (attributes.get("event_properties") or {}).get(UNIQUE_ID_KEY)
+            profile = ((resource.get("relationships") or {}).get("profile") or {}).get("data") or {}
+            yield ReadEvent(None if unique_id is None else str(unique_id),
+                            math.floor(dt.datetime.fromisoformat(when).timestamp()), emails.get(profile.get("id")))
+
+
 def match_events(
     wanted: Sequence[WantedEvent],
-    read: Iterable[Mapping[str, Any]],
+    read: Iterable[ReadEvent],
     emails: Callable[[Sequence[str]], Mapping[str, str]],
 ) -> set[str]:
-    """The keys of ``wanted`` that events ``read`` back (flattened, of the same metric) hold: by
-    unique_id and second; then, against events read without a ``$event_id`` only, one to one by
-    e-mail and second (``emails``: keys -> their profile's e-mail, asked only then)."""
+    """The keys of ``wanted`` that events ``read`` back (of the same metric) hold: by unique_id and
+    second; then, against events read without a ``$event_id`` only, one to one by e-mail and second
+    (``emails``: keys -> their profile's e-mail, asked only then)."""
     by_unique_id: set[tuple[str, int]] = set()
     unidentified: Counter[tuple[str, int]] = Counter()
     for event in read:
-        second = math.floor(dt.datetime.fromisoformat(event["datetime"]).timestamp())
-        if event.get("unique_id") is not None:
-            by_unique_id.add((str(event["unique_id"]), second))
-        elif event.get("email"):
-            unidentified[(str(event["email"]).strip().lower(), second)] += 1
+        if event.unique_id is not None:
+            by_unique_id.add((event.unique_id, event.second))
+        elif event.email:
+            unidentified[(event.email.strip().lower(), event.second)] += 1
     found = {w.key for w in wanted if (w.key, w.second) in by_unique_id}
     rest = [w for w in wanted if w.key not in found]
     if unidentified and rest:
@@ -156,15 +189,15 @@ def find_events(
     for metric, events in sorted(by_metric.items()):
         gap = (split_after or {}).get(metric, NEVER_SPLIT)
         for window in plan_windows(events, split_after=gap):
-            read = (
-                event
+            pages = (
+                page
                 for metric_id in ids.get(metric, [])
-                for event in iter_events(
+                for page in iter_event_pages(
                     client, metric_id=metric_id, since=window.start, until=window.end, include="profile",
                     fields={"event": "datetime,event_properties", "profile": "email"},
                 )
             )
-            found |= match_events(window.events, read, emails)
+            found |= match_events(window.events, read_events(pages), emails)
     return found
 
 

@@ -106,21 +106,38 @@ def iter_events(
     if metric_name is not None:
         ids = list(metric_ids(client, metric_name))
     for one_metric in ids:
-        conditions = [
-            f"equals(metric_id,{quote(one_metric)})" if one_metric else "",
-            f"equals(profile_id,{quote(profile_id)})" if profile_id else "",
-            f"greater-or-equal(datetime,{filter_datetime(since)})" if since is not None else "",
-            f"less-than(datetime,{filter_datetime(until)})" if until is not None else "",
-        ]
-        params: dict[str, Any] = {"include": include, "sort": "datetime", "page[size]": page_size}
-        params.update({f"fields[{resource}]": names for resource, names in (fields or {}).items()})
-        filter_ = combine_filters(conditions)
-        if filter_:
-            params["filter"] = filter_
-        for page in client.paginate(GET_EVENTS.path, endpoint=GET_EVENTS.operation_id, params=params):
+        for page in iter_event_pages(client, metric_id=one_metric, profile_id=profile_id, since=since, until=until,
+                                     page_size=page_size, include=include, fields=fields):
             included = _included(page)
             for resource in page.get("data") or []:
                 yield flatten_event(resource, included)
+
+
+def iter_event_pages(
+    client: KlaviyoClient,
+    *,
+    metric_id: str | None = None,
+    profile_id: str | None = None,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    page_size: int = GET_EVENTS.max_items or 1000,
+    include: str = "metric,profile",
+    fields: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The page documents of ``GET /api/events`` for these filters, oldest first (:func:`iter_events`
+    flattens them; a reader that needs two fields of each event reads the pages itself)."""
+    conditions = [
+        f"equals(metric_id,{quote(metric_id)})" if metric_id else "",
+        f"equals(profile_id,{quote(profile_id)})" if profile_id else "",
+        f"greater-or-equal(datetime,{filter_datetime(since)})" if since is not None else "",
+        f"less-than(datetime,{filter_datetime(until)})" if until is not None else "",
+    ]
+    params: dict[str, Any] = {"include": include, "sort": "datetime", "page[size]": page_size}
+    params.update({f"fields[{resource}]": names for resource, names in (fields or {}).items()})
+    filter_ = combine_filters(conditions)
+    if filter_:
+        params["filter"] = filter_
+    yield from client.paginate(GET_EVENTS.path, endpoint=GET_EVENTS.operation_id, params=params)
 
 
 def flatten_event(resource: dict[str, Any], included: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:

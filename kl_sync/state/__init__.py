@@ -1,6 +1,7 @@
 """kl-sync's own database, one module per table: ``cursors``, ``outbox``, ``touched``,
-``order_lifecycle``, ``dead_letters``, ``runs`` (and ``rate_limit``'s two tables); ``tables`` is the
-schema, ``migrate`` applies its Alembic migrations, ``codec`` and ``inserts`` are what they share.
+``order_lifecycle``, ``dead_letters``, ``runs`` (and ``rate_limit``'s two tables); ``delivery`` is
+the outbox's verification (what "delivered" means); ``tables`` is the schema, ``migrate`` applies its
+Alembic migrations, ``codec`` and ``inserts`` are what they share.
 
 Every read or write of a state table lives in this package. The names below are the operations the
 rest of kl-sync (and an operator's script) use; each is defined in its table's module.
@@ -16,6 +17,7 @@ from kl_sync.state.dead_letters import (
     mark_dead,
     replay_dead_letters,
 )
+from kl_sync.state.delivery import delivery_counts, mark_delivered
 from kl_sync.state.migrate import current_revision, head_revision, open_state, upgrade
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import (
@@ -45,6 +47,7 @@ __all__ = [
     "claim",
     "current_revision",
     "dead_letter_keys",
+    "delivery_counts",
     "dumps",
     "enqueue",
     "existing_keys",
@@ -56,6 +59,7 @@ __all__ = [
     "list_dead_letters",
     "loads",
     "mark_dead",
+    "mark_delivered",
     "mark_retry",
     "mark_sent",
     "open_state",

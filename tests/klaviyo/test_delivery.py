@@ -5,19 +5,23 @@ suppressions from the profiles' subscriptions, against the emulator."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from kl_sync.emulator import EmulatorHandle
 from kl_sync.klaviyo.client import KlaviyoClient
 from kl_sync.klaviyo.delivery import (
     NEVER_SPLIT,
+    ReadEvent,
     WantedEvent,
     find_events,
     find_suppressed,
     match_events,
     plan_windows,
+    read_events,
     split_after,
 )
 from kl_sync.klaviyo.events import send_events
+from kl_sync.klaviyo.reads import iter_event_pages
 from kl_sync.klaviyo.suppressions import send_suppressions
 from tests.klaviyo.factories import event
 
@@ -50,8 +54,8 @@ def test_a_gap_is_worth_a_window_when_it_holds_more_than_a_page():
     assert split_after(1, first, first) == NEVER_SPLIT
 
 
-def _read(unique_id: str | None, when: str, email: str = "ann@example.com") -> dict:
-    return {"unique_id": unique_id, "datetime": _at(when).isoformat(), "email": email}
+def _read(unique_id: str | None, when: str, email: str = "ann@example.com") -> ReadEvent:
+    return ReadEvent(unique_id, math.floor(_at(when).timestamp()), email)
 
 
 def test_a_row_matches_its_unique_id_at_its_second_and_nothing_else():
@@ -75,6 +79,20 @@ def test_without_event_ids_rows_match_by_email_and_second_one_to_one():
     emails = {w.key: "ann@example.com" for w in wanted}
     assert len(match_events(wanted, read, lambda keys: {k: emails[k] for k in keys})) == 2
     assert match_events(wanted, read, lambda keys: {k: "bob@example.com" for k in keys}) == set()
+
+
+def test_an_event_read_back_gives_its_event_id_second_and_profile_email(emu: EmulatorHandle, client: KlaviyoClient):
+    send_events(client, [event(93_001, metric="Verify Read", time="2026-10-01T10:00:00.600+00:00")])
+    pages = list(iter_event_pages(client, include="profile", fields={"event": "datetime,event_properties",
+                                                                      "profile": "email"}))
+    read = [e for e in read_events(pages) if e.unique_id == "order:93001:placed"]
+    assert read == [ReadEvent("order:93001:placed", math.floor(_at("2026-10-01T10:00:00+00:00").timestamp()),
+                              "customer93001@example.com")]
+    # Were Klaviyo to return no $event_id, the event still reads, for the e-mail and second match.
+    for page in pages:
+        for resource in page["data"]:
+            resource["attributes"]["event_properties"].pop("$event_id")
+    assert {e.unique_id for e in read_events(pages)} == {None}
 
 
 def _get_events_requests(emu: EmulatorHandle) -> list[dict]:
