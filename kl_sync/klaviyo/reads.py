@@ -82,23 +82,14 @@ def metric_ids_by_name(client: KlaviyoClient) -> dict[str, list[str]]:
 
 
 def iter_events(
-    client: KlaviyoClient,
-    *,
-    metric_name: str | None = None,
-    metric_id: str | None = None,
-    profile_id: str | None = None,
-    since: dt.datetime | str | None = None,
-    until: dt.datetime | str | None = None,
-    page_size: int = GET_EVENTS.max_items or 1000,
-    include: str = "metric,profile",
-    fields: dict[str, str] | None = None,
+    client: KlaviyoClient, *, metric_name: str | None = None, metric_id: str | None = None, **filters: Any
 ) -> Iterator[dict[str, Any]]:
-    """Events, oldest first, flattened (:data:`EVENT_COLUMNS`); ``since`` inclusive, ``until`` exclusive.
+    """Events, oldest first, flattened (:data:`EVENT_COLUMNS`); ``filters`` are those of
+    :func:`iter_event_pages` (``profile_id``, ``since`` inclusive, ``until`` exclusive, ``page_size``,
+    ``include``, ``fields``); a column whose resource was left out reads None.
 
     ``metric_name`` is resolved to metric ids first (get_events filters by id only); an unknown name
     yields nothing, and a name several integrations share yields each metric's events in turn.
-    ``include`` and ``fields`` (sparse fieldsets: ``{"event": "datetime,event_properties"}``) ask for
-    less when less will do; a column whose resource was left out reads None.
     """
     if metric_name is not None and metric_id is not None:
         raise ValueError("give metric_name or metric_id, not both")
@@ -106,8 +97,7 @@ def iter_events(
     if metric_name is not None:
         ids = list(metric_ids(client, metric_name))
     for one_metric in ids:
-        for page in iter_event_pages(client, metric_id=one_metric, profile_id=profile_id, since=since, until=until,
-                                     page_size=page_size, include=include, fields=fields):
+        for page in iter_event_pages(client, metric_id=one_metric, **filters):
             included = _included(page)
             for resource in page.get("data") or []:
                 yield flatten_event(resource, included)
@@ -125,7 +115,9 @@ def iter_event_pages(
     fields: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The page documents of ``GET /api/events`` for these filters, oldest first (:func:`iter_events`
-    flattens them; a reader that needs two fields of each event reads the pages itself)."""
+    flattens them; a reader that needs two fields of each event reads the pages itself). ``include``
+    and ``fields`` (sparse fieldsets: ``{"event": "datetime,event_properties"}``) ask for less when
+    less will do."""
     conditions = [
         f"equals(metric_id,{quote(metric_id)})" if metric_id else "",
         f"equals(profile_id,{quote(profile_id)})" if profile_id else "",
