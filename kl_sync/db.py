@@ -43,18 +43,35 @@ def driver_insert(dialect: Dialect, table: Table, names: list[str] | tuple[str, 
     return into, f"({', '.join([mark] * len(names))})"
 
 
-def make_engine(url: str | URL, *, sqlite_wal: bool = True, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite files get their folder created, a busy timeout and (for our own
-    state database) WAL. The store is opened without switching its journal mode: we only read it."""
+def _is_sqlite_uri(url: URL) -> bool:
+    """``sqlite:///file:…?mode=ro&uri=true``: the database is a URI SQLite opens itself, not a path."""
+    return str(url.query.get("uri", "")).lower() in {"true", "1"}
+
+
+def _text_per_value(data: bytes) -> str:
+    """SQLite stores whatever text it is given, UTF-8 or not. Decoding each value on its own, with the
+    bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``), lets one bad value fail
+    its row (the steps check every text, :func:`kl_sync.payloads.text_problem`) instead of the whole
+    query ("Could not decode to UTF-8 column …", naming no row)."""
+    return str(data, "utf-8", "surrogateescape")
+
+
+def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created (not for a ``file:`` URI), a busy
+    timeout and (for our own state database) WAL. The store is opened without switching its journal
+    mode: we only read it. ``text_per_value``: SQLite text that is not UTF-8 is read, not refused
+    (:func:`_text_per_value`; the store's readers)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if parsed.database and parsed.database != ":memory:" and not _is_sqlite_uri(parsed):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(parsed, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            if text_per_value:
+                dbapi_conn.text_factory = _text_per_value
             # WAL lets readers (status, notebooks) run while a sync writes; NORMAL is safe under WAL.
             cursor = dbapi_conn.cursor()
             if sqlite_wal:

@@ -229,11 +229,25 @@ class Kind:
     metrics: Callable[[Settings], frozenset[str]] | None = None
     #: How a sent row of it is proven in Klaviyo; None: its rows stay ``sent`` (never verified).
     verifier: Verifier | None = None
+    #: The unit a row belongs to, from its key (sent or held together), or None for a row on its own.
+    unit: Callable[[str], str | None] | None = None
+
+    def unit_of(self, key: str) -> str | None:
+        return None if self.unit is None else self.unit(key)
 
     @property
     def suite(self) -> Path:
         """Its Great Expectations suite."""
         return SUITES_DIR / f"{self.name}.json"
+
+
+def _placed_order_unit(key: str) -> str | None:
+    """An order's Placed Order (``order:<id>:placed``) and its Ordered Products (``order:<id>:item:<n>``)
+    are one unit, ``order:<id>``; its later Cancelled / Fulfilled Order stands alone."""
+    parts = key.split(":")
+    if len(parts) >= 3 and parts[0] == "order" and parts[2] in ("placed", "item"):
+        return f"order:{parts[1]}"
+    return None
 
 
 def _log_metrics(settings: Settings) -> frozenset[str]:
@@ -249,8 +263,9 @@ KINDS: Mapping[str, Kind] = {
     for kind in (
         Kind("log_event", EventPayload, EVENTS, event_columns, _log_metrics, EVENTS_READ),
         Kind("order_event", EventPayload, EVENTS, event_columns, _fixed(PLACED_ORDER, CANCELLED_ORDER, FULFILLED_ORDER),
-             EVENTS_READ),
-        Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT), EVENTS_READ),
+             EVENTS_READ, unit=_placed_order_unit),
+        Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT), EVENTS_READ,
+             unit=_placed_order_unit),
         Kind("profile", ProfilePayload, PROFILES, profile_columns),
         Kind("suppression", SuppressionPayload, SUPPRESSIONS, email_columns, verifier=SUPPRESSIONS_READ),
     )

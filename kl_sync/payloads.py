@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
+from kl_sync.constants import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_JSON_INT
+
 #: Klaviyo's e-commerce metrics, recognised by its analytics (CLV, benchmarks) only when spelled so.
 PLACED_ORDER, ORDERED_PRODUCT = "Placed Order", "Ordered Product"
 CANCELLED_ORDER, FULFILLED_ORDER = "Cancelled Order", "Fulfilled Order"
@@ -78,3 +80,98 @@ def json_type(value: Any) -> str | None:
     if isinstance(value, Mapping):
         return "object"
     return "array"
+
+
+def text_problem(text: str) -> str | None:
+    """Why a store text cannot travel to Klaviyo (None when it can): bytes that are not UTF-8 (read as
+    lone surrogates, see :func:`kl_sync.db.make_engine`), or a NUL character (binary data, or a broken
+    import, in a text column)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"is not valid UTF-8 text ({printable(text)[:80]!r}, at character {exc.start})"
+    if "\x00" in text:
+        return f"holds a NUL character ({printable(text)[:80]!r})"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry shown as escapes (a byte that was not UTF-8 as ``\\xff``),
+    so a dead letter can quote a poison value and still be stored."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that was never a byte (a "\\ud800" escape in JSON)
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def printable_value(value: Any) -> Any:
+    """A copy of a store row's value (a dict of columns, a list, a string) with every string
+    :func:`printable`: what a dead letter keeps as the original."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {printable(str(k)): printable_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_value(v) for v in value]
+    return value
+
+
+_INF = float("inf")
+
+
+def _path(parts: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".") or "payload"
+
+
+def payload_problem(payload: Any, *, max_bytes: int = MAX_BODY_BYTES) -> str | None:
+    """Why a payload cannot be queued (None when it can), naming where in it: nested deeper than
+    :data:`~kl_sync.constants.MAX_JSON_DEPTH`, a number JSON cannot carry (NaN, Infinity) or beyond 64
+    bits, text that is not UTF-8 or holds a NUL, a value that is not JSON, or surely more than
+    ``max_bytes`` once encoded. Iterative, so no nesting makes it raise; ~15 µs for an event, so the
+    steps ask :func:`kl_sync.state.codec.encode_payload`, which calls this only for a payload it doubts."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
+    size = 0
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            size += len(value) + 2
+            problem = text_problem(value)
+            if problem is not None:
+                return f"{_path(path)} {problem}"
+        elif isinstance(value, (Mapping, list, tuple)):
+            if len(path) >= MAX_JSON_DEPTH:
+                return f"{_path(path[:3])}… nests deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        return f"{_path(path)} has a key that is not text ({key!r})"
+                    problem = text_problem(key)
+                    if problem is not None:
+                        return f"{_path(path)} has a key that {problem}"
+                    size += len(key) + 3
+                    stack.append((item, (*path, key)))
+            else:
+                size += 2
+                stack.extend((item, (*path, index)) for index, item in enumerate(value))
+        elif value is None or isinstance(value, bool):
+            size += 2
+        elif isinstance(value, int):
+            if abs(value) > MAX_JSON_INT:
+                return f"{_path(path)} is {str(value)[:30]}…, an integer beyond 64 bits"
+            size += 2
+        elif isinstance(value, float):
+            if value != value or value in (_INF, -_INF):
+                return f"{_path(path)} is {value!r}, which JSON cannot carry"
+            size += 2
+        else:
+            return f"{_path(path)} is a {type(value).__name__}, which is not JSON"
+        if size > max_bytes:
+            return f"is more than {max_bytes:,} bytes as JSON (Klaviyo's limit)"
+    return None

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from kl_sync.db import make_engine
 from kl_sync.kinds import OPERATIONS, metric_names
 from kl_sync.normalize import naive_utc
 from kl_sync.progress import step_progress
@@ -33,6 +32,7 @@ from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
 from kl_sync.steps.stream import StreamStep
 from kl_sync.steps.suppress import SUPPRESS
 from kl_sync.steps.verify import verify_outbox
+from kl_sync.store.readers import store_engine
 
 #: The store-reading steps, declared streams, in pipeline order; send and verify follow them.
 STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, SUPPRESS)}
@@ -131,7 +131,7 @@ def start_sync(
     cannot be reached, before anything is read or written."""
     from sqlalchemy.exc import DBAPIError
 
-    store = _connectable(make_engine(settings.store_url, sqlite_wal=False), "KL_SYNC_STORE_URL")
+    store = _connectable(store_engine(settings.store_url), "KL_SYNC_STORE_URL")
     try:
         state = open_state(settings.state_url)
     except DBAPIError as exc:

@@ -116,6 +116,9 @@ def flatten_batch(kind: str, rows: Iterable[tuple[str, Any]]) -> FlatBatch:
         except UnflattenablePayload as exc:
             unflattenable[key] = str(exc)
             continue
+        except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # a poison value: this row only
+            unflattenable[key] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            continue
         record["key"] = key
         record["max_string_bytes"] = longest
         records.append(record)

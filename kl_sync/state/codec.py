@@ -9,6 +9,9 @@ from typing import Any
 
 import orjson
 
+from kl_sync.constants import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from kl_sync.payloads import payload_problem
+
 
 def utcnow() -> dt.datetime:
     """Naive UTC: what every state timestamp is stored as, on every backend."""
@@ -23,6 +26,37 @@ _STABLE_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(
 def dumps(value: Any) -> str:
     """Stable JSON for payloads and originals: the same input always gives the same text."""
     return _STABLE_JSON.encode(value)
+
+
+class PayloadProblem(ValueError):
+    """A payload that cannot be queued; the message says what is wrong and where (:func:`payload_problem`)."""
+
+
+# The same text as ``dumps`` for every payload it takes; it refuses NaN and what is not JSON.
+_CHECKED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def encode_payload(payload: Any) -> str:
+    """``dumps(payload)`` for a payload a step queues, or :class:`PayloadProblem` naming why it cannot
+    be queued (see :func:`~kl_sync.payloads.payload_problem`).
+
+    Two C encoders do the checking: ``json`` refuses NaN, Infinity and what is not JSON; orjson
+    refuses integers beyond 64 bits, text that is not UTF-8 and nesting past 255, and measures the
+    bytes. A payload either refuses, or whose text shows a NUL or much nesting, is then walked to
+    find (or clear) the problem: an ordinary payload costs the encoding the outbox needs anyway and
+    a few microseconds."""
+    try:
+        text = _CHECKED_JSON.encode(payload)
+        size = len(orjson.dumps(payload))
+    except (ValueError, TypeError, RecursionError) as exc:  # orjson.JSONEncodeError is a TypeError
+        raise PayloadProblem(payload_problem(payload) or f"is not JSON ({exc})") from None
+    if size > MAX_BODY_BYTES:
+        raise PayloadProblem(f"is {size:,} bytes as JSON; Klaviyo takes at most {MAX_BODY_BYTES:,}")
+    if "\\u0000" in text or text.count("{") + text.count("[") >= MAX_JSON_DEPTH:
+        problem = payload_problem(payload)
+        if problem is not None:
+            raise PayloadProblem(problem)
+    return text
 
 
 def loads(text: str) -> Any:

@@ -26,6 +26,8 @@ class OutboxItem:
     key: str
     kind: str
     payload: dict[str, Any]
+    #: The payload as stored, when the step already encoded (and checked) it: ``codec.encode_payload``.
+    text: str | None = None
 
 
 class ClaimedItem(NamedTuple):
@@ -76,7 +78,7 @@ def enqueue(conn: Connection, items: Iterable[OutboxItem], *, run_id: str | None
     rows = []
     for item in items:
         metric, when = event_facts(item.payload)
-        rows.append((item.key, item.kind, dumps(item.payload), PENDING, 0, 0, now, now, run_id, metric, event_time(when)))
+        rows.append((item.key, item.kind, dumps(item.payload) if item.text is None else item.text, PENDING, 0, 0, now, now, run_id, metric, event_time(when)))
     return insert_ignoring_duplicates(conn, outbox, _OUTBOX_COLUMNS, rows, "key")
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row
 
 from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
-from kl_sync.payloads import ProfilePayload
+from kl_sync.payloads import ProfilePayload, text_problem
 
 
 class BadRow(ValueError):
@@ -30,9 +30,18 @@ def profile_properties(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> dic
     }
 
 
+#: The customer's text columns a profile carries, checked for what cannot travel (:func:`text_problem`).
+_TEXT_COLUMNS = ("email", "first_name", "last_name", "schedule", "status", "box")
+
+
 def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayload:
     """The profile payload for a customer; :class:`BadRow` when they have no usable e-mail."""
     c = customer._mapping if isinstance(customer, Row) else customer
+    for column in _TEXT_COLUMNS:
+        value = c[column]
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise BadRow(f"customer {c['id']}: {column} {problem}")
     email = normalize_email(c["email"])
     if email is None:
         raw = c["email"]

@@ -39,8 +39,10 @@ def _log_data(row: Row[Any]) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(row.data)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRow(f"log {row.id}: data is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except RecursionError:
+        raise BadRow(f"log {row.id}: data nests too deeply to be read ({len(row.data):,} characters)") from None
     return data if isinstance(data, dict) else {"data": data}
 
 

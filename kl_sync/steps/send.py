@@ -71,15 +71,40 @@ class _Call:
     send: Callable[[Any], list[Any]]
 
 
-def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> list[_Call]:
+#: What building one item's request body may raise on a poison payload (one queued before the steps
+#: checked payloads, or edited by hand): that item becomes a dead letter, its batch is sent.
+_BUILD_ERRORS = (RecursionError, ValueError, TypeError, ArithmeticError, KeyError, AttributeError)
+
+
+def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> tuple[list[_Call], dict[int, str]]:
     """Split the items of one operation into bulk calls and build their request bodies now, so the
-    thread that sends only posts them."""
+    thread that sends only posts them. Returns the calls, and the items whose body could not be built
+    (outbox id -> why): a body that fails to build is rebuilt without them."""
     ordered = items if operation.order is None else sorted(items, key=operation.order)
     calls = []
+    unbuildable: dict[int, str] = {}
     for chunk in chunks(ordered, operation.items_per_request):
-        inputs = [operation.input_of(item.payload) for item in chunk]
-        calls.append(_Call(chunk, functools.partial(_send_built, operation.send, inputs, operation.build(inputs))))
-    return calls
+        try:
+            inputs = [operation.input_of(item.payload) for item in chunk]
+            batches = operation.build(inputs)
+        except _BUILD_ERRORS:
+            chunk = [item for item in chunk if not _unbuildable(operation, item, unbuildable)]
+            if not chunk:
+                continue
+            inputs = [operation.input_of(item.payload) for item in chunk]
+            batches = operation.build(inputs)
+        calls.append(_Call(chunk, functools.partial(_send_built, operation.send, inputs, batches)))
+    return calls, unbuildable
+
+
+def _unbuildable(operation: Operation, item: ClaimedItem, reasons: dict[int, str]) -> bool:
+    """Whether ``item``'s request body cannot be built on its own (its reason recorded in ``reasons``)."""
+    try:
+        operation.build([operation.input_of(item.payload)])
+    except _BUILD_ERRORS as exc:
+        reasons[item.id] = f"its request body could not be built: {type(exc).__name__}: {str(exc)[:300]}"
+        return True
+    return False
 
 
 def _send_built(send: Callable[..., list[Any]], inputs: list[Any], batches: list[Any], client: Any) -> list[Any]:
@@ -134,6 +159,36 @@ class _Prepared:
     calls: list[_Call] = field(default_factory=list)
     reports: list[tuple[str, Any]] = field(default_factory=list)
     quality_rejects: int = 0
+    #: Rows whose request body could not be built (dead letters of the send step).
+    unbuildable: int = 0
+
+
+def _quality_failures(batch: _Prepared, validate: Validator | None) -> dict[str, str]:
+    """Each claimed row's suite, kind by kind: the keys that failed, with their reasons. A row of a
+    unit (an order's Placed Order and Ordered Products, :attr:`Kind.unit`) fails with the rest of its
+    unit in the batch: Klaviyo must never get a line without its order."""
+    if validate is None:
+        return {}
+    by_kind: dict[str, list[ClaimedItem]] = {}
+    for item in batch.claimed:
+        by_kind.setdefault(item.kind, []).append(item)
+    failures: dict[str, str] = {}
+    for kind, items in by_kind.items():
+        report = validate(kind, [(i.key, i.payload) for i in items])
+        batch.reports.append((kind, report))
+        for key, names in report.failures.items():
+            failures[key] = "failed data-quality expectations: " + "; ".join(names)
+    failed_units = {}
+    for item in batch.claimed:
+        unit = kind_of(item.kind).unit_of(item.key)
+        if unit is not None and item.key in failures:
+            failed_units.setdefault(unit, item.key)
+    for item in batch.claimed:
+        unit = kind_of(item.kind).unit_of(item.key)
+        if unit in failed_units and item.key not in failures:
+            first = failed_units[unit]
+            failures[item.key] = f"held with its order ({unit}): {first} {failures[first]}"
+    return failures
 
 
 def _prepare_batch(
@@ -150,26 +205,25 @@ def _prepare_batch(
     batch = _Prepared(claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
     if not batch.claimed:
         return batch
-    by_kind: dict[str, list[ClaimedItem]] = {}
-    for item in batch.claimed:
-        by_kind.setdefault(item.kind, []).append(item)
+    failures = _quality_failures(batch, validate)
     passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:
-        for kind, items in by_kind.items():
-            failures: dict[str, list[str]] = {}
-            if validate is not None:
-                report = validate(kind, [(i.key, i.payload) for i in items])
-                failures = report.failures
-                batch.reports.append((kind, report))
-            for item in items:
-                if item.key in failures:
-                    reason = "failed data-quality expectations: " + "; ".join(failures[item.key])
-                    mark_dead(conn, item, step="quality", reason=reason, run_id=run_id)
-                    batch.quality_rejects += 1
-                else:
-                    # Kinds that share an operation share its requests (the three event kinds).
-                    passing.setdefault(kind_of(kind).operation, []).append(item)
-    batch.calls = [call for operation, items in passing.items() for call in _plan_calls(operation, items)]
+        for item in batch.claimed:
+            if item.key in failures:
+                mark_dead(conn, item, step="quality", reason=failures[item.key], run_id=run_id)
+                batch.quality_rejects += 1
+            else:
+                # Kinds that share an operation share its requests (the three event kinds).
+                passing.setdefault(kind_of(item.kind).operation, []).append(item)
+    by_id = {item.id: item for item in batch.claimed}
+    for operation, items in passing.items():
+        calls, unbuildable = _plan_calls(operation, items)
+        batch.calls.extend(calls)
+        if unbuildable:
+            with state.begin() as conn:
+                for item_id, reason in unbuildable.items():
+                    mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
+            batch.unbuildable += len(unbuildable)
     return batch
 
 
@@ -209,7 +263,9 @@ def _send_batch(
     result.rows_read += len(batch.claimed)
     for kind, report in batch.reports:
         _tally_quality(result, kind, report)
-    result.dead_letters += batch.quality_rejects
+    result.dead_letters += batch.quality_rejects + batch.unbuildable
+    if batch.unbuildable:
+        _count(result, "unbuildable", batch.unbuildable)
     if batch.quality_rejects:
         _count(result, "quality_rejects", batch.quality_rejects)
     for index, call in enumerate(batch.calls):

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine, Row
 
 from kl_sync.kinds import kind_of
+from kl_sync.payloads import printable, printable_value
+from kl_sync.state.codec import PayloadProblem, encode_payload
 from kl_sync.state.cursors import get_cursor, parse_cursor_datetime, set_cursor
 from kl_sync.state.dead_letters import add_dead_letters, dead_letter_keys
 from kl_sync.state.outbox import OutboxItem, enqueue
@@ -187,14 +189,39 @@ class _ChunkOutput:
     records: list[Any] = field(default_factory=list)
 
 
+#: What building one row may raise on a poison value (deep or huge JSON, absurd numbers, text that is
+#: not UTF-8): that row becomes a dead letter naming the error, and the chunk goes on.
+_POISON = (BadRow, PayloadProblem, RecursionError, ValueError, ArithmeticError, TypeError)
+
+
+def _built_checked(build: RowBuilder, row: Row[Any]) -> Built:
+    """``build(row)`` with every item's payload encoded and checked (:func:`encode_payload`): a row is
+    queued whole or not at all (an order's events go together), so one bad item letters its row."""
+    try:
+        built = build(row)
+    except BadRow:
+        raise
+    except RecursionError:
+        raise BadRow("nests too deeply to be read (recursion limit)") from None
+    encoded = []
+    for item in built.items:
+        try:
+            encoded.append(OutboxItem(item.key, item.kind, item.payload, encode_payload(item.payload)))
+        except PayloadProblem as exc:
+            raise BadRow(f"{item.key}: {exc}") from None
+    built.items = encoded
+    return built
+
+
 def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder) -> _ChunkOutput:
     out = _ChunkOutput()
     for row in rows:
         try:
-            built = build(row)
-        except BadRow as exc:
+            built = _built_checked(build, row)
+        except _POISON as exc:
+            reason = str(exc) if isinstance(exc, BadRow) else f"could not be built: {type(exc).__name__}: {exc}"
             out.letters.append({"key": step.letter_key(row), "step": step.name, "kind": step.kinds[0],
-                                "reason": str(exc), "original": dict(row._mapping)})
+                                "reason": printable(reason)[:2000], "original": printable_value(dict(row._mapping))})
             continue
         out.items.extend(built.items)
         out.touched.extend(built.touched)

@@ -127,7 +127,7 @@ def read_after(
 
 def store_engine(url: str) -> Engine:
     """An engine for the store (read only: kl-sync never writes through it)."""
-    return make_engine(url, sqlite_wal=False)
+    return make_engine(url, sqlite_wal=False, text_per_value=True)
 
 
 def customers_by_id(

@@ -1,0 +1,152 @@
+"""Poison rows (issue 14): whatever a store value is — JSON nested 500 or 5,000 levels deep, JSON of
+megabytes, text that is not UTF-8, a NUL, NaN, 1e400, an integer beyond 64 bits — its row becomes a
+dead letter naming it and the reason, the step goes on, and every other row is sent; nothing raises
+out of a run and nothing stays leased. An order is one unit: one bad line holds the whole order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kl_sync import state as state_store
+from kl_sync.app.run import run_sync
+from kl_sync.db import make_engine
+from kl_sync.emulator import running_emulator
+from kl_sync.settings import DEFAULT_LOG_METRICS
+from kl_sync.state.migrate import open_state
+from kl_sync.state.outbox import OutboxItem, enqueue
+from kl_sync.store.contract import customers, metadata, order_items, orders, system_log
+from tests.reliability.helpers import settings_for
+
+KEY = "pk_poison"
+NOW = dt.datetime(2026, 11, 1, 12, 0)
+
+
+def customer(cid: int, email: str, first_name: str = "Ana") -> dict[str, Any]:
+    return {"id": cid, "email": email, "first_name": first_name, "last_name": "Ng", "status": "Active",
+            "schedule": None, "box": None, "signup_date": None, "email_subscribed": True,
+            "has_filled_out_profile": False, "created_at": NOW - dt.timedelta(days=30),
+            "updated_at": NOW - dt.timedelta(days=30)}
+
+
+def log(log_id: int, customer_id: int, *, data: str | None = None, message: str = "ok") -> dict[str, Any]:
+    return {"id": log_id, "created_at": dt.datetime(2026, 10, 1), "customer_id": customer_id,
+            "type": "shipping.email", "message": message, "data": data}
+
+
+def make_store(folder: Path, *, people=(), logs=(), shop_orders=(), lines=()) -> str:
+    url = f"sqlite:///{folder / 'store.db'}"
+    engine = make_engine(url, sqlite_wal=False)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for table, rows in ((customers, people), (system_log, logs), (orders, shop_orders), (order_items, lines)):
+            if rows:
+                conn.execute(table.insert(), list(rows))
+    engine.dispose()
+    return url
+
+
+def sync(folder: Path, store_url: str, *, before_send=None) -> tuple[set[str], dict[str, dict[str, Any]], list]:
+    """One run from the start (which must not raise): the unique_ids Klaviyo got, the dead letters by
+    key, and the outbox rows still pending or leased."""
+    with running_emulator(folder / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store_url, f"sqlite:///{folder / 'state.db'}", emu.base_url, KEY)
+        if before_send is not None:
+            before_send(settings)
+        run_sync(settings, from_start=True)
+        sent = {e["unique_id"] for e in emu.events()}
+    with open_state(settings.state_url).connect() as conn:
+        letters = {d["key"]: d for d in state_store.list_dead_letters(conn)}
+        waiting = [r for r in state_store.outbox_counts(conn) if r["status"] == "pending"]
+    return sent, letters, waiting
+
+
+POISON_DATA = {
+    "nested 500 levels": ('{"d": ' + "[" * 500 + "]" * 500 + "}", "nests deeper than 64 levels"),
+    "nested 5,000 levels": ('{"d": ' + "[" * 5000 + "]" * 5000 + "}", "nests too deeply"),
+    "NaN": ('{"x": NaN}', "nan, which JSON cannot carry"),
+    "1e400": ('{"x": 1e400}', "inf, which JSON cannot carry"),
+    "an integer beyond 64 bits": (json.dumps({"x": 2**70}), "beyond 64 bits"),
+    "6 MB of JSON": (json.dumps({"rows": ["r" * 1000] * 6000}), "Klaviyo takes at most 5,000,000"),
+    "a NUL in the data": (json.dumps({"note": "a\x00b"}), "NUL"),
+}
+
+
+@pytest.mark.parametrize("case", list(POISON_DATA))
+def test_a_poison_log_row_is_a_dead_letter_and_the_rest_is_sent(case: str, tmp_path: Path) -> None:
+    data, reason = POISON_DATA[case]
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")],
+                       logs=[log(1, 1), log(2, 1, data=data), log(3, 1)])
+    sent, letters, waiting = sync(tmp_path, store)
+    assert sent == {"log:1", "log:3"}
+    assert set(letters) == {"log:2"}, letters
+    assert reason in letters["log:2"]["reason"] and letters["log:2"]["step"] == "parse"
+    assert waiting == []
+
+
+def test_a_nul_in_a_message_is_a_dead_letter(tmp_path: Path) -> None:
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], logs=[log(1, 1, message="a\x00b"), log(2, 1)])
+    sent, letters, _ = sync(tmp_path, store)
+    assert sent == {"log:2"} and "properties.message holds a NUL" in letters["log:1"]["reason"]
+
+
+@pytest.mark.parametrize("stored", ["416eff61", "41eda080"], ids=["invalid UTF-8", "a lone surrogate"])
+def test_text_sqlite_cannot_decode_fails_its_row_naming_the_customer(stored: str, tmp_path: Path) -> None:
+    store = make_store(tmp_path, people=[customer(1, "a@example.com"), customer(2, "b@example.com")],
+                       logs=[log(1, 1), log(2, 2), log(3, 1)])
+    with sqlite3.connect(tmp_path / "store.db") as raw:  # SQLite keeps whatever bytes it is given
+        raw.execute(f"UPDATE customers SET first_name = CAST(X'{stored}' AS TEXT) WHERE id = 2")
+    sent, letters, waiting = sync(tmp_path, store)
+    assert sent == {"log:1", "log:3"}
+    assert set(letters) == {"log:2"}
+    assert "customer 2: first_name is not valid UTF-8" in letters["log:2"]["reason"]
+    assert waiting == []
+
+
+def test_a_body_that_cannot_be_built_fails_only_its_row(tmp_path: Path) -> None:
+    """A payload queued before the steps checked payloads (or edited by hand): building its request
+    body raises RecursionError; that row is a dead letter, the rest of its batch is sent."""
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], logs=[log(1, 1), log(2, 1)])
+    deep: Any = []
+    for _ in range(900):
+        deep = [deep]
+
+    def queue_a_deep_payload(settings) -> None:
+        event = {"metric": DEFAULT_LOG_METRICS["shipping.email"], "time": "2026-10-01T00:00:00-04:00", "unique_id": "log:99",
+                 "properties": {"d": deep}, "profile": {"email": "a@example.com"}}
+        with open_state(settings.state_url).begin() as conn:
+            enqueue(conn, [OutboxItem("log:99", "log_event", event)])
+
+    sent, letters, waiting = sync(tmp_path, store, before_send=queue_a_deep_payload)
+    assert sent == {"log:1", "log:2"}
+    assert set(letters) == {"log:99"} and "RecursionError" in letters["log:99"]["reason"]
+    assert waiting == []
+
+
+def _order(order_id: int) -> dict[str, Any]:
+    return {"id": order_id, "customer_id": 1, "status": "Placed", "total": Decimal("12.50"),
+            "created_at": NOW, "updated_at": NOW, "delivery_date": None}
+
+
+def _line(line_id: int, order_id: int, quantity: int) -> dict[str, Any]:
+    return {"id": line_id, "order_id": order_id, "product_id": f"p{line_id}", "product_name": "Kale",
+            "quantity": quantity, "item_price": Decimal("4.25"), "product_url": None, "image_url": None,
+            "categories": None}
+
+
+def test_an_order_with_one_bad_line_is_held_whole(tmp_path: Path) -> None:
+    """Line 12's quantity is -1: its Ordered Product and the Placed Order fail the suites, and line
+    11's Ordered Product must not go to Klaviyo without its order."""
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], shop_orders=[_order(1), _order(2)],
+                       lines=[_line(11, 1, 2), _line(12, 1, -1), _line(21, 2, 1)])
+    sent, letters, waiting = sync(tmp_path, store)
+    assert sent == {"order:2:placed", "order:2:item:21"}
+    assert {"order:1:placed", "order:1:item:11", "order:1:item:12"} <= set(letters)
+    assert "held with its order (order:1)" in letters["order:1:item:11"]["reason"]
+    assert waiting == []
