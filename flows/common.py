@@ -42,13 +42,15 @@ def start_run(settings: Settings, steps: list[str], from_start: bool, dry_run: b
 _STEP_LOG = {
     "parse": "parse: %(rows_read)d log rows read, %(queued)d events queued, %(dead_letters)d dead letters",
     "orders": "orders: %(rows_read)d changed orders read, %(queued)d events queued, %(dead_letters)d dead letters",
+    "customers": "customers: %(rows_read)d changed customers read, %(queued)d profiles and consent changes queued, "
+                 "%(dead_letters)d dead letters",
     "suppress": "suppress: %(rows_read)d customers checked, %(queued)d suppressions queued",
 }
 
 
 @task(name="step", cache_policy=NO_CACHE)
 def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
-    """One of parse, orders, suppress (named after it in the run's task list)."""
+    """One of parse, orders, customers, suppress (named after it in the run's task list)."""
     counts = pipeline.run_step(run, step).as_dict()
     get_run_logger().info(_STEP_LOG[step], counts)
     return counts
@@ -63,8 +65,9 @@ def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -
         for preview in result.details["preview"]:
             logger.info("would send %s (%s): %s", preview["key"], preview["kind"], preview["body"])
     else:
-        logger.info("send: %d events, %d suppressions sent; %d retries later; %d dead letters",
-                    result.details["sent_events"], result.details["sent_suppressions"],
+        logger.info("send: %d events, %d profiles, %d suppressions, %d unsuppressions sent; %d retries later; "
+                    "%d dead letters", result.details["sent_events"], result.details["sent_profiles"],
+                    result.details["sent_suppressions"], result.details["sent_unsuppressions"],
                     result.details["retries"], result.dead_letters)
     return result.as_dict()
 

@@ -1,5 +1,5 @@
 """Each step alone, as a flow of its own, for ad-hoc runs and extra send workers; `flows/sync.py` runs
-them all. ``python flows/steps.py STEP`` runs one (parse, orders, suppress, send or verify); the
+them all. ``python flows/steps.py STEP`` runs one (parse, orders, customers, suppress, send or verify); the
 deployments ``kl-sync-send/send-outbox`` and ``kl-sync-verify/verify-delivery`` are
 ``flows/steps.py:send_outbox`` and ``flows/steps.py:verify_delivery``."""
 
@@ -18,10 +18,11 @@ from flows.sync import step_flow, verify_delivery  # noqa: E402  (Prefect is imp
 
 parse_log = step_flow("parse")
 process_orders = step_flow("orders")
+sync_customers = step_flow("customers")
 suppress = step_flow("suppress")
 send_outbox = step_flow("send")
 
-FLOWS = {"parse": parse_log, "orders": process_orders, "suppress": suppress, "send": send_outbox,
+FLOWS = {"parse": parse_log, "orders": process_orders, "customers": sync_customers, "suppress": suppress, "send": send_outbox,
          "verify": verify_delivery}
 
 if __name__ == "__main__":

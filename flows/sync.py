@@ -1,4 +1,4 @@
-"""The whole sync: parse → orders → suppress → send → verify, as one Prefect flow.
+"""The whole sync: parse → orders → customers → suppress → send → verify, as one Prefect flow.
 
 ``python flows/sync.py`` runs it once on the current settings; ``prefect.yaml`` schedules it.
 """

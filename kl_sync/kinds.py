@@ -101,7 +101,12 @@ SUPPRESSIONS = Operation(
     suppressions.build_suppression_bodies, suppressions.send_suppressions,
     lambda payload: suppressions.build_suppression_bodies([payload["email"]])[0].body,
 )
-OPERATIONS: tuple[Operation, ...] = (EVENTS, PROFILES, SUPPRESSIONS)
+UNSUPPRESSIONS = Operation(
+    "unsuppressions", ENDPOINT_LIMITS["bulk_unsuppress_profiles"], _email,
+    suppressions.build_unsuppression_bodies, suppressions.send_unsuppressions,
+    lambda payload: suppressions.build_unsuppression_bodies([payload["email"]])[0].body,
+)
+OPERATIONS: tuple[Operation, ...] = (EVENTS, PROFILES, SUPPRESSIONS, UNSUPPRESSIONS)
 
 
 # ----------------------------------------------------------------------------- verifiers
@@ -147,17 +152,25 @@ def _find_events(client: Any, rows: Sequence[DueRow], context: VerifyContext) ->
     return delivery.find_events(client, wanted, split_after=split, emails=emails, metric_ids=context.memo["metric_ids"])
 
 
-def _find_suppressions(client: Any, rows: Sequence[DueRow], context: VerifyContext) -> set[str]:
-    payloads = context.payloads([row.id for row in rows])
-    email_of = {row.key: str(payloads.get(row.id, {}).get("email") or "") for row in rows}
-    suppressed = delivery.find_suppressed(client, [email for email in email_of.values() if email])
-    return {key for key, email in email_of.items() if email and email.strip().lower() in suppressed}
+def _finder(holds: Callable[[Any, Sequence[str]], set[str]]) -> Callable[[Any, Sequence[DueRow], VerifyContext], set[str]]:
+    """A verifier's find over e-mail rows: the keys whose e-mail ``holds(client, e-mails)`` returns."""
+
+    def find(client: Any, rows: Sequence[DueRow], context: VerifyContext) -> set[str]:
+        payloads = context.payloads([row.id for row in rows])
+        email_of = {row.key: str(payloads.get(row.id, {}).get("email") or "") for row in rows}
+        found = holds(client, [email for email in email_of.values() if email])
+        return {key for key, email in email_of.items() if email and email.strip().lower() in found}
+
+    return find
 
 
 #: Events are read back with ``GET /api/events``, metric by metric, window by window.
 EVENTS_READ = Verifier("events", ENDPOINT_LIMITS["get_events"], _find_events)
 #: Suppressions are read back from the profiles' ``subscriptions`` (``GET /api/profiles``).
-SUPPRESSIONS_READ = Verifier("suppressions", ENDPOINT_LIMITS["get_profiles"], _find_suppressions)
+SUPPRESSIONS_READ = Verifier("suppressions", ENDPOINT_LIMITS["get_profiles"], _finder(delivery.find_suppressed))
+#: Unsuppressions too: proven when no USER_SUPPRESSED suppression is left (the only one they lift).
+UNSUPPRESSIONS_READ = Verifier("unsuppressions", ENDPOINT_LIMITS["get_profiles"],
+                               _finder(delivery.find_unsuppressed))
 
 
 # ----------------------------------------------------------------------------- flatteners
@@ -208,7 +221,7 @@ def profile_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def email_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """What a suppression's suite checks: its e-mail."""
+    """What a suppression's (or unsuppression's) suite checks: its e-mail."""
     return {"email": payload.get("email")}
 
 
@@ -266,8 +279,10 @@ KINDS: Mapping[str, Kind] = {
              EVENTS_READ, unit=_placed_order_unit),
         Kind("ordered_product", EventPayload, EVENTS, event_columns, _fixed(ORDERED_PRODUCT), EVENTS_READ,
              unit=_placed_order_unit),
+        # Profiles are proven by their import job instead (kl_sync.klaviyo.profiles: README, "Profiles").
         Kind("profile", ProfilePayload, PROFILES, profile_columns),
         Kind("suppression", SuppressionPayload, SUPPRESSIONS, email_columns, verifier=SUPPRESSIONS_READ),
+        Kind("unsuppression", SuppressionPayload, UNSUPPRESSIONS, email_columns, verifier=UNSUPPRESSIONS_READ),
     )
 }
 OUTBOX_KINDS: tuple[str, ...] = tuple(KINDS)

@@ -24,9 +24,12 @@ CANCELLED_ORDER, FULFILLED_ORDER = "Cancelled Order", "Fulfilled Order"
 
 
 class ProfilePayload(TypedDict):
-    """A profile as Klaviyo identifies it: by e-mail, with the store's current custom properties."""
+    """A profile as Klaviyo identifies it: by e-mail and the store's customer id (``external_id``),
+    with the store's current custom properties."""
 
     email: str
+    #: The store's customer id, as text: one Klaviyo profile per customer whatever its e-mail.
+    external_id: NotRequired[str]
     first_name: NotRequired[str | None]
     last_name: NotRequired[str | None]
     #: Custom properties: Schedule, Status, Box, SignUpDate, HasFilledOutProfile.
@@ -50,7 +53,11 @@ class EventPayload(TypedDict):
 
 
 class SuppressionPayload(TypedDict):
+    """An e-mail to suppress or unsuppress (kinds ``suppression``, ``unsuppression``)."""
+
     email: str
+    #: The store's customer it belongs to, when the customers step queued it.
+    customer_id: NotRequired[int]
 
 
 class UnflattenablePayload(ValueError):

@@ -26,6 +26,7 @@ from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import iter_pending, pending_count
 from kl_sync.state.runs import finish_run, start_run
 from kl_sync.steps.common import StepResult
+from kl_sync.steps.customers import CUSTOMERS
 from kl_sync.steps.orders import ORDERS
 from kl_sync.steps.parse import PARSE
 from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
@@ -35,7 +36,7 @@ from kl_sync.steps.verify import verify_outbox
 from kl_sync.store.readers import store_engine
 
 #: The store-reading steps, declared streams, in pipeline order; send and verify follow them.
-STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, SUPPRESS)}
+STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, CUSTOMERS, SUPPRESS)}
 #: The steps that talk to Klaviyo, after the store-reading ones: they share the run's client.
 CLIENT_STEPS = ("send", "verify")
 STEPS = (*STORE_STEPS, *CLIENT_STEPS)

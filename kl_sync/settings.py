@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     orders_lookback: dt.timedelta = Field(
         dt.timedelta(minutes=5), validation_alias=_env_names("orders_lookback", "KL_SYNC_ORDERS_LOOKBACK")
     )
+    #: How far before its cursor the customers step re-reads (same-second updates, late commits).
+    customers_lookback: dt.timedelta = Field(
+        dt.timedelta(minutes=5), validation_alias=_env_names("customers_lookback", "KL_SYNC_CUSTOMERS_LOOKBACK")
+    )
     value_currency: str = Field("USD", validation_alias=_env_names("value_currency", "KL_SYNC_VALUE_CURRENCY"))
     #: Rows read from the store per chunk, and outbox rows claimed per send batch.
     chunk_size: int = Field(5000, ge=1, validation_alias=_env_names("chunk_size", "KL_SYNC_CHUNK_SIZE"))

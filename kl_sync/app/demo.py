@@ -88,7 +88,7 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
     table = Table(title="this run")
     for column in ("step", "read", "queued", "dead letters"):
         table.add_column(column, justify="right" if column != "step" else "left")
-    for step in ("parse", "orders", "suppress", "send", "verify"):
+    for step in ("parse", "orders", "customers", "suppress", "send", "verify"):
         c = counts.get(step)
         if c:
             queued = f"{c['queued']:,}" if step not in ("send", "verify") else ""
@@ -96,7 +96,8 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
     console.print(table)
     http = send.get("http_requests", {})
     console.print(
-        f"sent     {send.get('sent_events', 0):,} events and {send.get('sent_suppressions', 0):,} suppressions "
+        f"sent     {send.get('sent_events', 0):,} events, {send.get('sent_profiles', 0):,} profiles, "
+        f"{send.get('sent_suppressions', 0):,} suppressions and {send.get('sent_unsuppressions', 0):,} unsuppressions "
         f"in {http.get('requests', 0)} HTTP requests ({send.get('retries', 0)} to retry later)"
     )
 

@@ -82,10 +82,14 @@ def metric_resource(row: dict[str, Any], base: str, fields: str | None = None) -
 
 
 def _subscriptions(suppression: dict[str, Any] | None) -> dict[str, Any]:
+    # The emulator subscribes no one (no subscribe endpoint is served): consent is UNSUBSCRIBED from
+    # the moment a person unsubscribed (a planted UNSUBSCRIBE), NEVER_SUBSCRIBED otherwise.
+    # can_receive_email_marketing: "True if [the] profile does not have any global suppressions".
+    unsubscribed = suppression is not None and suppression["reason"] == "UNSUBSCRIBE"
     marketing: dict[str, Any] = {
         "can_receive_email_marketing": suppression is None,
-        "consent": "NEVER_SUBSCRIBED",
-        "consent_timestamp": None,
+        "consent": "UNSUBSCRIBED" if unsubscribed else "NEVER_SUBSCRIBED",
+        "consent_timestamp": suppression["time"] if unsubscribed else None,
         "last_updated": suppression["time"] if suppression else None,
         "method": None,
         "method_detail": "",
@@ -183,6 +187,26 @@ def import_job_resource(job: dict[str, Any], base: str, *, just_created: bool = 
     }
     return _resource("profile-bulk-import-job", kind, job["id"], _job_attributes(job, just_created, names), base,
                      relationships)
+
+
+def import_error_resource(row: dict[str, Any]) -> dict[str, Any]:
+    """An import-error of a bulk import job (ImportErrorResponseObjectResource)."""
+    attributes = {"code": row["code"], "title": row["title"], "detail": row["detail"],
+                  "source": {"pointer": row["pointer"]} if row["pointer"] else {},
+                  "original_payload": json.loads(row["original_payload"]) if row["original_payload"] else None}
+    return {"type": "import-error", "id": row["id"], "attributes": attributes}
+
+
+def unsuppression_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:
+    """A profile-suppression-bulk-delete-job."""
+    names = ("status", "created_at", "total_count", "completed_count", "completed_at", "skipped_count")
+    kind = "profile-suppression-bulk-delete-jobs"
+    relationships = {
+        "lists": _relationship(base, kind, job["id"], "lists", []),
+        "segments": _relationship(base, kind, job["id"], "segments", []),
+    }
+    return _resource("profile-suppression-bulk-delete-job", kind, job["id"],
+                     _job_attributes(job, just_created, names), base, relationships)
 
 
 def suppression_job_resource(job: dict[str, Any], base: str, *, just_created: bool = False) -> dict[str, Any]:

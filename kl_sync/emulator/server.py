@@ -125,6 +125,12 @@ class EmulatorHandle:
         """email, time, reason, profile_id."""
         return self._emulator.store.suppressions()
 
+    def plant_suppression(self, email: str, reason: str, at: str | None = None) -> None:
+        """What Klaviyo learns without kl-sync (tests, the demo): ``email`` unsubscribed from a Klaviyo
+        e-mail (``UNSUBSCRIBE``), bounced (``HARD_BOUNCE``), complained (``SPAM_COMPLAINT``)...; its
+        profile is created if there is none. ``at``: ISO time (UTC), default now."""
+        self._emulator.store.plant_suppression(email, reason, at)
+
     def lists(self) -> list[dict[str, Any]]:
         """id, name, created, profile_emails."""
         return self._emulator.store.lists()

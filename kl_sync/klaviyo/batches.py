@@ -150,6 +150,7 @@ def send_batches(
     path: str | None = None,
     max_resends: int = MAX_RESENDS,
     batches: Sequence[Batch] | None = None,
+    settle: Callable[[Batch, Any], Mapping[int, ItemOutcome]] | None = None,
 ) -> list[ItemOutcome]:
     """POST every batch ``build(items)`` makes (or ``batches``, when the caller built them ahead) to
     ``endpoint`` (at ``path``, when its path has a parameter filled in); one outcome per item, in
@@ -160,6 +161,8 @@ def send_batches(
       the rest is rebuilt and re-sent (at most ``max_resends`` times, then ``retry``).
     - 4xx pointing at no item: the whole batch is ``rejected`` with Klaviyo's message.
     - :class:`RetryableError` (after the client's own attempts): the whole batch is ``retry``.
+    - ``settle(batch, response)``, after a 2xx: outcomes by the batch's own positions that override
+      ``sent`` (a bulk import job's import errors reject the profiles they name).
     - :class:`AuthError` propagates: nothing else can succeed with that key. Rows already sent are
       sent again by the next run, which the deterministic ``unique_id`` makes harmless.
     """
@@ -172,7 +175,8 @@ def send_batches(
         # Batch-local positions -> input positions (a re-sent batch was built from a subset).
         rows = {p: p if to_input is None else to_input[p] for p in batch.input_positions}
         try:
-            client.post(path or endpoint.path, batch.body, endpoint=endpoint.operation_id, encoded=batch.encoded)
+            response = client.post(path or endpoint.path, batch.body, endpoint=endpoint.operation_id,
+                                   encoded=batch.encoded)
         except RetryableError as err:
             outcomes_of = dict.fromkeys(rows.values(), ItemOutcome("retry", err.message))
         except RejectedError as err:
@@ -186,6 +190,9 @@ def send_batches(
                     work.appendleft((sub, rest, resends + 1))
         else:
             outcomes_of = dict.fromkeys(rows.values(), SENT)
+            if settle is not None:
+                for position, outcome in settle(batch, response).items():
+                    outcomes_of[rows[position]] = outcome
         for row, outcome in outcomes_of.items():
             outcomes[row] = outcome
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]

@@ -34,7 +34,9 @@ job reports counts (``completed_count``, ``skipped_count``) for all its e-mails 
 skipped e-mail cannot be told from a suppressed one; the profile says, per e-mail, what holds now.
 Any reason counts, not only ``USER_SUPPRESSED``: the store's fact is "no marketing e-mail to this
 person", which a bounce or an unsubscribe Klaviyo already had also makes true (and whether Klaviyo
-adds a second reason to an already suppressed profile is not documented).
+adds a second reason to an already suppressed profile is not documented). An **unsuppression**
+(:func:`find_unsuppressed`) is proven when the profile lists no ``USER_SUPPRESSED`` suppression: the
+only one ``bulk_unsuppress_profiles`` lifts.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ from kl_sync.klaviyo.reads import (
     quote,
 )
 
-__all__ = ["ReadEvent", "WantedEvent", "Window", "find_events", "find_suppressed", "match_events", "metric_ids_by_name",
+__all__ = ["ReadEvent", "WantedEvent", "Window", "find_events", "find_suppressed", "find_unsuppressed",
+           "suppression_reasons", "match_events", "metric_ids_by_name",
            "plan_windows", "read_events", "split_after"]
 
 #: The most events one page of ``GET /api/events`` holds (``page[size]`` maximum).
@@ -201,11 +204,11 @@ def find_events(
     return found
 
 
-def find_suppressed(client: KlaviyoClient, emails: Sequence[str]) -> set[str]:
-    """Which of ``emails`` (compared without case) Klaviyo suppresses: their profile lists a global
-    suppression (any reason). An e-mail without a profile is not suppressed."""
+def suppression_reasons(client: KlaviyoClient, emails: Sequence[str]) -> dict[str, set[str]]:
+    """Per e-mail of ``emails`` (compared without case) that has a profile, the reasons of the global
+    suppressions its ``subscriptions.email.marketing.suppression`` lists (empty: none)."""
     page = GET_PROFILES.max_items or 100
-    suppressed: set[str] = set()
+    found: dict[str, set[str]] = {}
     for chunk in chunks(list(dict.fromkeys(e.strip().lower() for e in emails)), page):
         params = {
             "filter": f"any(email,[{','.join(quote(e) for e in chunk)}])",
@@ -217,6 +220,21 @@ def find_suppressed(client: KlaviyoClient, emails: Sequence[str]) -> set[str]:
             for resource in document.get("data") or []:
                 attributes = resource.get("attributes") or {}
                 marketing = ((attributes.get("subscriptions") or {}).get("email") or {}).get("marketing") or {}
-                if marketing.get("suppression") and attributes.get("email"):
-                    suppressed.add(str(attributes["email"]).strip().lower())
-    return suppressed
+                if attributes.get("email"):
+                    reasons = {str(s.get("reason")) for s in marketing.get("suppression") or [] if isinstance(s, dict)}
+                    found.setdefault(str(attributes["email"]).strip().lower(), set()).update(reasons)
+    return found
+
+
+def find_suppressed(client: KlaviyoClient, emails: Sequence[str]) -> set[str]:
+    """Which of ``emails`` (compared without case) Klaviyo suppresses: their profile lists a global
+    suppression (any reason). An e-mail without a profile is not suppressed."""
+    return {email for email, reasons in suppression_reasons(client, emails).items() if reasons}
+
+
+def find_unsuppressed(client: KlaviyoClient, emails: Sequence[str]) -> set[str]:
+    """Which of ``emails`` (compared without case) carry no ``USER_SUPPRESSED`` suppression: what an
+    unsuppression can achieve (an unsubscribe, a bounce or a spam complaint it never lifts). An e-mail
+    without a profile has none."""
+    reasons = suppression_reasons(client, emails)
+    return {e.strip().lower() for e in emails if "USER_SUPPRESSED" not in reasons.get(e.strip().lower(), set())}

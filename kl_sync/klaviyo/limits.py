@@ -86,6 +86,8 @@ _ALL = (
     _limits("create_or_update_profile", "POST", "/api/profile-import", 75, 750, max_items=1, max_bytes=HUNDRED_KB),
     _limits("create_client_profile", "POST", "/client/profiles", 350, 3500, max_items=1, max_bytes=HUNDRED_KB),
     _limits("bulk_suppress_profiles", "POST", "/api/profile-suppression-bulk-create-jobs", 75, 750, max_items=100),
+    # Unsuppression ("Email address per request limit: 100"): lifts only USER_SUPPRESSED.
+    _limits("bulk_unsuppress_profiles", "POST", "/api/profile-suppression-bulk-delete-jobs", 75, 750, max_items=100),
     _limits("create_list", "POST", "/api/lists", 10, 150, daily=150),
     _limits("add_profiles_to_list", "POST", "/api/lists/{id}/relationships/profiles", 10, 150, max_items=1000),
     # Reads (max_items is the largest page size).
@@ -94,6 +96,8 @@ _ALL = (
     _limits("get_metrics", "GET", "/api/metrics", 10, 150, max_items=200),
     _limits("get_lists", "GET", "/api/lists", 75, 750, max_items=10),
     _limits("get_bulk_import_profiles_job", "GET", "/api/profile-bulk-import-jobs/{job_id}", 10, 150),
+    _limits("get_errors_for_bulk_import_profiles_job", "GET", "/api/profile-bulk-import-jobs/{id}/import-errors",
+            10, 150, max_items=100),
     _limits("get_bulk_suppress_profiles_job", "GET", "/api/profile-suppression-bulk-create-jobs/{job_id}", 75, 750),
 )
 

@@ -110,6 +110,22 @@ def mark_delivered(conn: Connection, keys: Sequence[str], *, now: dt.datetime | 
     return changed
 
 
+def close_superseded(conn: Connection, superseded: dict[str, str], *, now: dt.datetime | None = None) -> int:
+    """Close consent rows a later one replaced (``{old key: new key}``): a suppression not yet sent or
+    proven when the customer is to be unsuppressed, or the other way round. Sending or re-sending
+    it would undo the newer request; nothing is left to prove about it, so it counts as verified,
+    its ``last_error`` naming the row that replaced it."""
+    now = now or utcnow()
+    closed = 0
+    for old, new in superseded.items():
+        closed += conn.execute(
+            update(outbox).where(outbox.c.key == old, outbox.c.status.in_([PENDING, SENT]))
+            .values(status=VERIFIED, verified_at=now, lease_owner=None, lease_expires_at=None,
+                    last_error=f"superseded by {new}"[:1000])
+        ).rowcount
+    return closed
+
+
 def mark_missing(conn: Connection, ids: Sequence[int], *, now: dt.datetime | None = None) -> None:
     """Verification looked for these sent rows and did not find them (yet)."""
     now = now or utcnow()

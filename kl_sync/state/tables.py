@@ -42,6 +42,8 @@ Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 #:   but never appeared after ``KL_SYNC_VERIFY_MAX_SENDS`` sends).
 #:
 #: A ``sent`` row still missing after the grace period goes back to ``pending`` to be sent again.
+#: A suppression or unsuppression still pending or sent when a later one for the same e-mail replaces
+#: it is closed as ``verified`` with ``last_error`` "superseded by <key>" (kl_sync.state.delivery).
 PENDING, SENT, VERIFIED, DEAD = "pending", "sent", "verified", "dead"
 
 cursors = Table(
@@ -57,7 +59,8 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    #: Deterministic key (log:<id>, order:<id>:placed, suppress:<email>); also Klaviyo's unique_id.
+    #: Deterministic key (log:<id>, order:<id>:placed, profile:<id>:<updated_at>, suppress:<email>); also
+    #: Klaviyo's unique_id for events.
     Column("key", String(255), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("payload", LongText, nullable=False),
@@ -105,6 +108,36 @@ touched_customers = Table(
     metadata,
     Column("customer_id", Id, primary_key=True, autoincrement=False),
     Column("touched_at", Timestamp, nullable=False),
+)
+
+#: Every e-mail kl-sync has seen for a customer (the customers and suppress steps keep it): whether
+#: kl-sync last asked Klaviyo to suppress it, and the key of that last suppression or unsuppression.
+customer_emails = Table(
+    "customer_emails",
+    metadata,
+    #: Normalized (trimmed, lower-cased), as Klaviyo keys it.
+    Column("email", String(320), primary_key=True),
+    #: NULL for a suppression carried over from before the customers step.
+    Column("customer_id", Id),
+    Column("suppressed", Boolean, nullable=False),
+    Column("consent_key", String(255)),
+    Column("changed_at", Timestamp, nullable=False),
+    Index("ix_customer_emails_customer", "customer_id"),
+)
+
+#: What Klaviyo says of the e-mails it cannot send marketing to (the consent read-back): the
+#: suppression's reason and time, read from the profiles' subscriptions.
+klaviyo_consent = Table(
+    "klaviyo_consent",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("profile_id", String(64)),
+    Column("external_id", String(255)),
+    #: HARD_BOUNCE, INVALID_EMAIL, SPAM_COMPLAINT, UNSUBSCRIBE or USER_SUPPRESSED; NULL once lifted.
+    Column("reason", String(32)),
+    Column("suppressed_at", Timestamp),
+    Column("can_receive", Boolean, nullable=False),
+    Column("read_at", Timestamp, nullable=False),
 )
 
 dead_letters = Table(

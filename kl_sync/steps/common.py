@@ -49,6 +49,8 @@ def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayl
         raise BadRow(f"customer {c['id']} has {what}")
     return {
         "email": email,
+        # The store's id: Klaviyo finds the customer's profile by it when the e-mail changed.
+        "external_id": str(c["id"]),
         "first_name": clean_name(c["first_name"]),
         "last_name": clean_name(c["last_name"]),
         "properties": profile_properties(c, tz),

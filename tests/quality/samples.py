@@ -18,6 +18,7 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "ordered_product": ("Ordered Product",),
     "profile": (),
     "suppression": (),
+    "unsuppression": (),
 }
 
 FIRST = ["Ana", "Björn", "Chloé", "Dmitri", "Émile", "Fatima", "Grace", "Hiro", "Ines", "José", None]
@@ -43,6 +44,7 @@ def profile(i: int) -> dict[str, Any]:
     signed_up = status in {"Active", "Stopped", "Dead"}
     return {
         "email": f"customer.{i}@example.com" if i % 7 else f"ünïcode.{i}@mail.example.org",
+        "external_id": str(1000 + i),
         "first_name": FIRST[i % len(FIRST)],
         "last_name": LAST[i % len(LAST)],
         "properties": {
@@ -135,6 +137,7 @@ FACTORIES = {
     "ordered_product": ordered_product,
     "profile": profile,
     "suppression": suppression,
+    "unsuppression": suppression,
 }
 
 

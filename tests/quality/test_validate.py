@@ -583,6 +583,7 @@ FIELDS: dict[str, list[tuple[str, ...]]] = {
               ("properties", "ProductID")],
     "profile": [("email",), ("first_name",), ("properties",), ("properties", "Status")],
     "suppression": [("email",)],
+    "unsuppression": [("email",)],
 }
 
 

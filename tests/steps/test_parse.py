@@ -54,7 +54,7 @@ def test_parse_queues_tracked_rows_with_current_profile_and_dead_letters_the_res
     assert signup["properties"] == {"box": "Local Harvest Box", "price": "39.95", "message": "msg", "log_id": 1,
                                     "log_type": "started.signup"}
     assert signup["profile"] == {
-        "email": "ava.smith@example.com", "first_name": "Ava", "last_name": "Last1",
+        "email": "ava.smith@example.com", "external_id": "1", "first_name": "Ava", "last_name": "Last1",
         "properties": {"Schedule": None, "Status": "Pending", "Box": None,
                        "SignUpDate": "2024-05-15T12:35:32-04:00", "HasFilledOutProfile": True},
     }

@@ -1,6 +1,12 @@
 """Profiles: ``POST /api/profile-import`` (one upsert, answered with the profile) and bulk import
-jobs, ``POST /api/profile-bulk-import-jobs`` and ``GET /api/profile-bulk-import-jobs/{job_id}``.
-A job's ``import-errors`` would be one more ``@router.read`` here."""
+jobs, ``POST /api/profile-bulk-import-jobs``, ``GET /api/profile-bulk-import-jobs/{job_id}`` and its
+``GET .../{id}/import-errors``.
+
+A bulk import is validated when it is posted (a malformed profile is a 400 pointing at it, as for any
+request); a profile that is well formed but cannot be imported (its external id or e-mail belongs to
+another profile) does not fail the request: the job imports the others and lists it among its
+import errors (``failed_count``), with its pointer and ``original_payload``
+(ImportErrorResponseObjectResource), as Klaviyo's asynchronous import does."""
 
 from __future__ import annotations
 
@@ -10,10 +16,10 @@ from typing import Any, Sequence
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
-from kl_sync.emulator.documents import resource_document
+from kl_sync.emulator.documents import collection, page_args, resource_document
 from kl_sync.emulator.errors import Problem
 from kl_sync.emulator.gate import Call, OperationRouter
-from kl_sync.emulator.resources import import_job_resource, list_resource, profile_resource
+from kl_sync.emulator.resources import import_error_resource, import_job_resource, list_resource, profile_resource
 from kl_sync.emulator.rules.common import raise_problems
 from kl_sync.emulator.rules.profiles import read_profile_import, read_profile_upsert
 from kl_sync.emulator.storage import Store
@@ -66,19 +72,38 @@ def bulk_import_profiles(call: Call, body: Any, problems: list[Problem]) -> Resp
                             pointer=f"/data/relationships/lists/data/{index}/id")
                 )
         raise_problems(problems)
-        applied = tx.upsert_profiles(read.profiles)
-        profile_ids = list(dict.fromkeys(profile_id for profile_id, _ in applied))
+        results = tx.upsert_each_profile(read.profiles)
+        profile_ids = list(dict.fromkeys(r[0] for r in results if isinstance(r, tuple)))
+        refused = [(r, _resource_at(body, write.path)) for r, write in zip(results, read.profiles)
+                   if isinstance(r, Problem)]
         for list_id in list_ids:
             tx.add_list_members(list_id, profile_ids)
         job_id = tx.create_job(
             IMPORT_JOB,
             total=len(read.profiles),
-            completed=len(read.profiles),
+            completed=len(read.profiles) - len(refused),
+            failed=len(refused),
             list_ids=list_ids,
             profile_ids=profile_ids,
         )
+        tx.add_import_errors(job_id, refused)
     job = call.store.job(IMPORT_JOB, job_id)
     return resource_document(import_job_resource(job, call.base_url, just_created=True), 202)
+
+
+def _resource_at(body: Any, path: tuple) -> Any:
+    for step in path:
+        body = body[step]
+    return body
+
+
+@router.read("get_errors_for_bulk_import_profiles_job")
+def get_errors_for_bulk_import_profiles_job(call: Call) -> Response:
+    job_id = call.path_params["id"]
+    call.store.job(IMPORT_JOB, job_id)  # an unknown job is a 404
+    _, after, size = page_args(call)
+    page = call.store.page_import_errors(job_id, after, size)
+    return collection(call, page, [import_error_resource(row) for row in page.rows])
 
 
 @router.read("get_bulk_import_profiles_job")

@@ -21,7 +21,9 @@ class SuppressionRequest:
 
 
 def read_suppression(body: Any) -> SuppressionRequest:
-    """``POST /api/profile-suppression-bulk-create-jobs``: emails, or every member of a list."""
+    """``POST /api/profile-suppression-bulk-create-jobs`` and ``-bulk-delete-jobs`` (the same body
+    shape, ProfileSuppressionCreateQuery / ProfileSuppressionDeleteQuery): emails, or every member
+    of a list."""
     base = ("data", "attributes", "profiles", "data")
     resources, problems = items_at(
         body, base, MAX_SUPPRESSIONS, "{count:,} profiles in one request; at most {limit} emails are accepted."

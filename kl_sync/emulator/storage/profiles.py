@@ -145,6 +145,19 @@ class Profiles:
             raise invalid(refused)
         return applied
 
+    def upsert_each(self, writes: Sequence[ProfileWrite]) -> list[tuple[str, bool] | Problem]:
+        """Apply each write on its own: a write the account cannot apply (an identifier another
+        profile holds) is its Problem in the result, and the others are applied (a bulk import job
+        lists such profiles as import errors instead of failing the whole request)."""
+        self._prefetch(writes)
+        results: list[tuple[str, bool] | Problem] = []
+        for write in writes:
+            try:
+                results.append(self._upsert(write, "server"))
+            except _Refused as exc:
+                results.append(exc.problem)
+        return results
+
     def _upsert(self, write: ProfileWrite, source: str) -> tuple[str, bool]:
         state = self._find(write)
         if state is None:

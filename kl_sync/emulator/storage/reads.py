@@ -182,6 +182,10 @@ class Reads:
         terms = [_list_term(c) for c in conditions]
         return self._page("lists l", columns, sort_expr, sort, terms, after, size)
 
+    def page_import_errors(self, job_id: str, after: list[Any] | None, size: int) -> Page:
+        columns = "i.id, i.code, i.title, i.detail, i.pointer, i.original_payload"
+        return self._page("import_errors i", columns, "i.seq", None, [("i.job_id = ?", [job_id])], after, size)
+
     def page_metrics(self, after: list[Any] | None, size: int) -> Page:
         return self._page("metrics m", "m.id, m.name, m.created, m.updated", "m.seq", None, [], after, size)
 

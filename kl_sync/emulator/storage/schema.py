@@ -105,6 +105,18 @@ CREATE TABLE IF NOT EXISTS list_members (
     added TEXT NOT NULL,
     PRIMARY KEY (list_id, profile_id)
 );
+-- what a bulk import job could not import, one row per refused profile (get_errors_for_bulk_import_profiles_job)
+CREATE TABLE IF NOT EXISTS import_errors (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    title TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    pointer TEXT,
+    original_payload TEXT
+);
+CREATE INDEX IF NOT EXISTS import_errors_job ON import_errors (job_id, seq);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     type TEXT NOT NULL,

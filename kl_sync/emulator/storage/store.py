@@ -31,6 +31,15 @@ class Store(Reads):
         with self._lock:
             self._conn.close()
 
+    def plant_suppression(self, email: str, reason: str, at_iso: str | None = None) -> None:
+        """A Klaviyo-side suppression (an unsubscribe, a bounce...) of ``email``: see
+        :meth:`~kl_sync.emulator.server.EmulatorHandle.plant_suppression`."""
+        from kl_sync.emulator.storage.profiles import ProfileWrite
+
+        with self.transaction() as tx:
+            (profile_id, _), = tx.upsert_profiles([ProfileWrite((), None, {"email": email}, {}, None)])
+            tx.plant_suppression(email, profile_id, reason, at_iso)
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self._lock:

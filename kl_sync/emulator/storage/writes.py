@@ -16,6 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from kl_sync.emulator.errors import TITLES
 from kl_sync.emulator.storage.profiles import Profiles, ProfileWrite
 from kl_sync.emulator.storage.values import (
     dumps,
@@ -68,6 +69,10 @@ class Tx:
         or created. Returns (profile id, created) per write. Every write the account cannot apply is
         reported at once, in one error answer."""
         return self.profiles.upsert(writes, source)
+
+    def upsert_each_profile(self, writes: Sequence[ProfileWrite]) -> list[Any]:
+        """Each write applied on its own; a refused one is its Problem (a bulk import's import error)."""
+        return self.profiles.upsert_each(writes)
 
     def upsert_profile(self, write: ProfileWrite, source: str = "server") -> tuple[str, bool]:
         return self.upsert_profiles([write], source)[0]
@@ -190,6 +195,36 @@ class Tx:
             (identifier_key("email", email), email, profile_id, "USER_SUPPRESSED", self.now_iso),
         )
         return cursor.rowcount == 1
+
+    def unsuppress(self, email: str) -> bool:
+        """Lift an e-mail's suppression if its reason is USER_SUPPRESSED; False otherwise. The spec:
+        "This only removes suppressions with reason USER_SUPPRESSED; unsubscribed profiles and
+        suppressed profiles with reason INVALID_EMAIL or HARD_BOUNCE remain unchanged"
+        (bulk_unsuppress_profiles)."""
+        cursor = self._conn.execute(
+            "DELETE FROM suppressions WHERE email_key = ? AND reason = 'USER_SUPPRESSED'",
+            (identifier_key("email", email),),
+        )
+        return cursor.rowcount == 1
+
+    def plant_suppression(self, email: str, profile_id: str, reason: str, at_iso: str | None = None) -> None:
+        """What Klaviyo learns on its own (a person unsubscribing from a Klaviyo e-mail, a bounce, a
+        spam complaint), for tests and the demo: the e-mail's suppression is now ``reason``. One
+        suppression per e-mail is kept, the planted one; no unsuppression can lift a reason other
+        than USER_SUPPRESSED, so this is never more lenient than Klaviyo."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO suppressions (email_key, email, profile_id, reason, time) VALUES (?, ?, ?, ?, ?)",
+            (identifier_key("email", email), email, profile_id, reason, at_iso or self.now_iso),
+        )
+
+    def add_import_errors(self, job_id: str, errors: Sequence[tuple[Any, Any]]) -> None:
+        """A job's import errors: (Problem, the profile resource as sent) each."""
+        self._conn.executemany(
+            "INSERT INTO import_errors (id, job_id, code, title, detail, pointer, original_payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(new_ulid(), job_id, p.code, TITLES.get(p.code, "Error."), p.detail, p.pointer, dumps(original))
+             for p, original in errors],
+        )
 
     def create_job(
         self,

@@ -1,0 +1,124 @@
+"""The customers step against the emulator: store changes with no event reach Klaviyo on the next
+sync (properties, suppressed, unsuppressed), one person keeps one profile through an e-mail change,
+and what Klaviyo learned on its own (an unsubscribe) is never lifted."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+
+from kl_sync.app.run import run_sync
+from kl_sync.state.dead_letters import list_dead_letters
+from kl_sync.state.migrate import open_state
+from kl_sync.state.tables import outbox
+from kl_sync.steps.customers import plan_consent
+from kl_sync.state.customer_emails import EmailState
+from kl_sync.store.contract import customers
+from tests.planting import T0, customer, plant
+from tests.reliability.helpers import settings_for
+
+KEY = "pk_test_key"
+STEPS = ["customers", "send"]
+
+
+def _sync(store_url: str, state_url: str, emu: Any) -> dict[str, Any]:
+    return run_sync(settings_for(store_url, state_url, emu.base_url, KEY), steps=STEPS)
+
+
+def _change(store: Any, customer_id: int, minutes: int, **values: Any) -> None:
+    with store.begin() as conn:
+        conn.execute(update(customers).where(customers.c.id == customer_id)
+                     .values(updated_at=T0 + dt.timedelta(minutes=minutes), **values))
+
+
+def _profile(emu: Any, external_id: str) -> dict[str, Any]:
+    (found,) = [p for p in emu.profiles() if p["external_id"] == external_id]
+    return found
+
+
+def _suppressed(emu: Any) -> dict[str, str]:
+    return {s["email"]: s["reason"] for s in emu.suppressions()}
+
+
+def test_store_changes_without_events_reach_klaviyo(tmp_path, emulator):
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    store = plant(store_url, customers_rows=[customer(1), customer(2), customer(3, email=None)])
+    counts = _sync(store_url, state_url, emulator)
+    assert counts["send"]["sent_profiles"] == 2 and counts["customers"]["dead_letters"] == 0
+    assert _profile(emulator, "1")["properties"]["Schedule"] == "Weekly" and not _suppressed(emulator)
+
+    _change(store, 1, 1, schedule="Monthly", box="Fruit Only Box")
+    _change(store, 2, 1, status="Dead")
+    _sync(store_url, state_url, emulator)
+    one = _profile(emulator, "1")
+    assert (one["properties"]["Schedule"], one["properties"]["Box"]) == ("Monthly", "Fruit Only Box")
+    assert _profile(emulator, "2")["properties"]["Status"] == "Dead"
+    assert _suppressed(emulator) == {"c2@example.com": "USER_SUPPRESSED"}
+
+    _change(store, 1, 2, email_subscribed=False)
+    _change(store, 2, 2, status="Active")
+    _sync(store_url, state_url, emulator)
+    assert _suppressed(emulator) == {"c1@example.com": "USER_SUPPRESSED"}
+
+    # A re-read (the lookback, a second run with nothing new) queues nothing.
+    again = _sync(store_url, state_url, emulator)
+    assert again["customers"]["queued"] == 0
+
+
+def test_an_email_change_keeps_one_profile_and_dead_suppresses_both_addresses(tmp_path, emulator):
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    store = plant(store_url, customers_rows=[customer(1, email="old@example.com")])
+    _sync(store_url, state_url, emulator)
+    _change(store, 1, 1, email="new@example.com")
+    _sync(store_url, state_url, emulator)
+    profiles = emulator.profiles()
+    assert [(p["email"], p["external_id"]) for p in profiles] == [("new@example.com", "1")]
+
+    emulator.plant_suppression("someone@example.com", "HARD_BOUNCE")  # someone else's: stays as it is
+    _change(store, 1, 2, status="Dead")
+    _sync(store_url, state_url, emulator)
+    assert _suppressed(emulator) == {"old@example.com": "USER_SUPPRESSED", "new@example.com": "USER_SUPPRESSED",
+                                     "someone@example.com": "HARD_BOUNCE"}
+
+
+def test_resubscribing_never_lifts_what_klaviyo_learned_on_its_own(tmp_path, emulator):
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    store = plant(store_url, customers_rows=[customer(1), customer(2)])
+    _sync(store_url, state_url, emulator)
+    _change(store, 1, 1, status="Dead")
+    _change(store, 2, 1, status="Dead")
+    _sync(store_url, state_url, emulator)
+    emulator.plant_suppression("c2@example.com", "UNSUBSCRIBE")  # clicked "unsubscribe" in a Klaviyo e-mail
+    _change(store, 1, 2, status="Active")
+    _change(store, 2, 2, status="Active")
+    counts = _sync(store_url, state_url, emulator)
+    assert counts["send"]["sent_unsuppressions"] == 2
+    assert _suppressed(emulator) == {"c2@example.com": "UNSUBSCRIBE"}
+
+
+def test_a_profile_klaviyo_refuses_to_import_is_a_dead_letter_with_its_reason(tmp_path, emulator):
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    store = plant(store_url, customers_rows=[customer(1, email="a@example.com"), customer(2, email="b@example.com")])
+    _sync(store_url, state_url, emulator)
+    # Customer 2 takes customer 1's address in the store: Klaviyo's profile with that e-mail is
+    # customer 1's (external id 1), so the import cannot give it external id 2.
+    _change(store, 2, 1, email="a@example.com")
+    counts = _sync(store_url, state_url, emulator)
+    assert counts["send"]["dead_letters"] == 1
+    with open_state(state_url).connect() as conn:
+        (letter,) = list_dead_letters(conn)
+        statuses = dict(conn.execute(select(outbox.c.key, outbox.c.status)).all())
+    assert letter["key"].startswith("profile:2:") and "import job" in letter["reason"]
+    assert "already exists" in letter["reason"], letter["reason"]
+    assert statuses[f"profile:1:{T0.isoformat()}"] == "sent"
+
+
+def test_plan_consent_closes_the_request_it_replaces():
+    known = {"a@x.io": EmailState("a@x.io", 7, True, "profile:7:t1:suppress:a@x.io")}
+    plan = plan_consent(7, "a@x.io", False, known, "t2")
+    assert [item.key for item in plan.items] == ["profile:7:t2:unsuppress:a@x.io"]
+    assert plan.superseded == {"profile:7:t1:suppress:a@x.io": "profile:7:t2:unsuppress:a@x.io"}
+    # Subscribed and never suppressed by kl-sync: nothing to lift.
+    assert plan_consent(8, "b@x.io", False, {}, "t1").items == []
