@@ -22,15 +22,18 @@ job (up to :data:`IMPORT_WAIT` seconds) and turns each import error into that pr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kl_sync.klaviyo.batches import Batch, ItemOutcome, pack_items, send_batches
 from kl_sync.klaviyo.client import KlaviyoClient, copy_json
-from kl_sync.klaviyo.errors import describe_error
+from kl_sync.klaviyo.errors import RejectedError, RetryableError, describe_error
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
 from kl_sync.payloads import ProfilePayload
+
+log = logging.getLogger(__name__)
 
 BULK_IMPORT = ENDPOINT_LIMITS["bulk_import_profiles"]
 SINGLE_IMPORT = ENDPOINT_LIMITS["create_or_update_profile"]
@@ -117,6 +120,18 @@ def import_job_outcomes(
     job_id = ((created or {}).get("data") or {}).get("id")
     if not isinstance(job_id, str):
         return {}
+    try:
+        return _job_rejections(client, batch, job_id, wait=wait, sleep=sleep)
+    except (RetryableError, RejectedError) as err:
+        # Klaviyo accepted the job: its profiles stay sent; only its import errors are not known.
+        log.warning("import job %s: its status or errors could not be read (%s); its profiles count as sent",
+                    job_id, err.message)
+        return {}
+
+
+def _job_rejections(
+    client: KlaviyoClient, batch: Batch, job_id: str, *, wait: float, sleep: Callable[[float], None]
+) -> dict[int, ItemOutcome]:
     status = job_status(client, job_id, wait=wait, sleep=sleep)
     if status == "cancelled":
         return dict.fromkeys(batch.input_positions, ItemOutcome("retry", f"import job {job_id} was cancelled"))

@@ -104,8 +104,10 @@ def test_text_sqlite_cannot_decode_fails_its_row_naming_the_customer(stored: str
         raw.execute(f"UPDATE customers SET first_name = CAST(X'{stored}' AS TEXT) WHERE id = 2")
     sent, letters, waiting = sync(tmp_path, store)
     assert sent == {"log:1", "log:3"}
-    assert set(letters) == {"log:2"}
+    # The customers step cannot read customer 2's row either: its profile is lettered, the rest goes on.
+    assert set(letters) == {"log:2", "profile:2"}
     assert "customer 2: first_name is not valid UTF-8" in letters["log:2"]["reason"]
+    assert letters["profile:2"]["step"] == "customers"
     assert waiting == []
 
 

@@ -122,3 +122,25 @@ def test_plan_consent_closes_the_request_it_replaces():
     assert plan.superseded == {"profile:7:t1:suppress:a@x.io": "profile:7:t2:unsuppress:a@x.io"}
     # Subscribed and never suppressed by kl-sync: nothing to lift.
     assert plan_consent(8, "b@x.io", False, {}, "t1").items == []
+
+
+def test_an_import_job_whose_status_cannot_be_read_leaves_its_profiles_sent(emulator):
+    from kl_sync.klaviyo.client import KlaviyoClient
+    from kl_sync.klaviyo.profiles import build_profile_bulk_import_bodies, import_job_outcomes
+
+    (batch,) = build_profile_bulk_import_bodies([{"email": "a@example.com", "external_id": "1"}])
+    with KlaviyoClient(KEY, base_url=emulator.base_url) as client:
+        # Klaviyo answers 404 for the job (never created here): the import is not undone by that.
+        assert import_job_outcomes(client, batch, {"data": {"id": "01NOSUCHJOB"}}) == {}
+
+
+def test_the_bulk_import_leaves_out_nulls_it_cannot_clear():
+    from kl_sync.klaviyo.profiles import build_profile_bulk_import_bodies, build_profile_import_body
+
+    profile = {"email": "a@example.com", "external_id": "1", "first_name": None,
+               "properties": {"Box": None, "Status": "Active"}}
+    (batch,) = build_profile_bulk_import_bodies([profile])
+    sent = batch.body["data"]["attributes"]["profiles"]["data"][0]["attributes"]
+    assert sent == {"email": "a@example.com", "external_id": "1", "properties": {"Status": "Active"}}
+    # The single upsert can clear: null goes as null there.
+    assert build_profile_import_body(profile)["data"]["attributes"]["first_name"] is None
