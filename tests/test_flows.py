@@ -61,7 +61,7 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
 
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders"}
+    assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders", "customers"}
     assert status["runs"][0]["status"] == "ok"
     assert {(row["sent"], row["missing"]) for row in status["delivery"] if row["kind"] != "profile"} == {(0, 0)}
     assert main(["dead-letters", "list", "--json"]) == 0

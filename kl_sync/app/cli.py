@@ -333,7 +333,7 @@ def _add_sync_command(sub: Any) -> None:
     sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
     sync.add_argument("--steps", default=None,
-                      help="comma-separated subset of parse,orders,suppress,send,verify (default: all)")
+                      help="comma-separated subset of parse,orders,customers,suppress,send,verify (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
     sync.add_argument("--no-prefect", action="store_true",
                       help="run the steps in this process without Prefect (cron, several send workers)")

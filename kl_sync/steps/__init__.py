@@ -1,1 +1,1 @@
-"""The pipeline steps: parse (system_log), orders, suppress, send. One module each; plain functions."""
+"""The pipeline steps: parse (system_log), orders, customers, suppress, send, verify. One module each; plain functions."""
