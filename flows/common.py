@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from kl_sync import pipeline
 from kl_sync.app.clients import klaviyo_client
 from kl_sync.settings import Settings
+from kl_sync.steps.consent import consent_report
 
 SECRET_BLOCK = "klaviyo-api-key"
 
@@ -80,6 +81,21 @@ def verify_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None)
         get_run_logger().info("verify: %d of %d rows due verified in Klaviyo; %d missing, %d sent again; %d dead letters",
                               result.details["verified"], result.rows_read, result.details["missing"],
                               result.details["resent"], result.dead_letters)
+    return result.as_dict()
+
+
+@task(name="read consent back", cache_policy=NO_CACHE)
+def consent_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
+    """Klaviyo's suppressions since the last read; the artifact ``kl-sync-consent`` lists the
+    customers the store believes subscribed whom Klaviyo cannot e-mail."""
+    with klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
+        result = pipeline.run_consent(run, client)
+    report = consent_report(run.state, run.store)
+    get_run_logger().info("consent: %d suppressed profiles read; %d customers the store believes subscribed "
+                          "cannot be e-mailed", result.rows_read, len(report))
+    create_table_artifact(key="kl-sync-consent", table=report or [{"customer_id": "", "email": "", "reason": "none"}],
+                          description="Customers the store believes subscribed (subscribed, not Dead) whom Klaviyo "
+                                      "cannot e-mail, with Klaviyo's reason and date: for the store to act on")
     return result.as_dict()
 
 

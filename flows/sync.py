@@ -1,4 +1,4 @@
-"""The whole sync: parse → orders → customers → suppress → send → verify, as one Prefect flow.
+"""The whole sync: parse → orders → customers → suppress → send → verify → consent, as one Prefect flow.
 
 ``python flows/sync.py`` runs it once on the current settings; ``prefect.yaml`` schedules it.
 """
@@ -21,7 +21,7 @@ from prefect import flow
 
 import datetime as dt
 
-from flows.common import klaviyo_api_key, publish_task, send_task, start_run, step_task, verify_task
+from flows.common import consent_task, klaviyo_api_key, publish_task, send_task, start_run, step_task, verify_task
 from flows.rate_limit import flow_rate_limiter
 from kl_sync import pipeline
 from kl_sync.settings import load_settings
@@ -52,6 +52,8 @@ def sync(
                 send_task(run, klaviyo_api_key(settings), limiter)
             elif step == "verify":
                 verify_task(run, klaviyo_api_key(settings), limiter)
+            elif step == "consent":
+                consent_task(run, klaviyo_api_key(settings), limiter)
             else:
                 step_task.with_options(name=step)(run, step)
     except BaseException as exc:

@@ -26,6 +26,7 @@ from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import iter_pending, pending_count
 from kl_sync.state.runs import finish_run, start_run
 from kl_sync.steps.common import StepResult
+from kl_sync.steps.consent import consent_report, read_consent
 from kl_sync.steps.customers import CUSTOMERS
 from kl_sync.steps.orders import ORDERS
 from kl_sync.steps.parse import PARSE
@@ -38,7 +39,7 @@ from kl_sync.store.readers import store_engine
 #: The store-reading steps, declared streams, in pipeline order; send and verify follow them.
 STORE_STEPS: dict[str, StreamStep] = {step.name: step for step in (PARSE, ORDERS, CUSTOMERS, SUPPRESS)}
 #: The steps that talk to Klaviyo, after the store-reading ones: they share the run's client.
-CLIENT_STEPS = ("send", "verify")
+CLIENT_STEPS = ("send", "verify", "consent")
 STEPS = (*STORE_STEPS, *CLIENT_STEPS)
 
 
@@ -232,11 +233,20 @@ def _requests_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
             "by_endpoint": {name: n for name, n in by_endpoint.items() if n}}
 
 
+def run_consent(run: SyncRun, client: Any, *, owner: str | None = None) -> StepResult:
+    """Read back whom Klaviyo suppressed since the last read (the other direction, read only) and
+    count the customers the store believes subscribed whom Klaviyo cannot e-mail."""
+    result = read_consent(run.state, client)
+    result.details["subscribed_but_blocked"] = len(consent_report(run.state, run.store))
+    run.results["consent"] = result
+    return result
+
+
 #: Opens the run's Klaviyo client when the send or verify step needs it (kl_sync.app.clients.klaviyo_client).
 ClientOpener = Callable[[], AbstractContextManager[Any]]
 
 #: The steps that take the run's client, by name.
-_CLIENT_STEP = {"send": run_send, "verify": run_verify}
+_CLIENT_STEP = {"send": run_send, "verify": run_verify, "consent": run_consent}
 
 
 def run_pipeline(
@@ -295,7 +305,7 @@ def dead_letters_of_run(run: SyncRun) -> list[dict[str, Any]]:
 
 
 #: What a step's per-metric figures count, by step (the store-reading steps queue).
-_PER_METRIC = {"send": "sent", "verify": "verified"}
+_PER_METRIC = {"send": "sent", "verify": "verified", "consent": "read"}
 
 
 def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
@@ -311,7 +321,7 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
         for metric, n in sorted(result.by_metric.items()):
             rows.append({"step": name, "figure": f"{_PER_METRIC.get(name, 'queued')}: {metric}", "value": n})
         for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "quality_rejects",
-                    "verified", "missing", "resent"):
+                    "verified", "missing", "resent", "subscribed_but_blocked"):
             if key in result.details:
                 rows.append({"step": name, "figure": key.replace("_", " "), "value": result.details[key]})
         http = result.details.get("http_requests") or {}

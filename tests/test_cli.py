@@ -65,7 +65,7 @@ def test_quality_check_and_dead_letter_replay(tmp_path, monkeypatch, capsys):
 
 def test_unknown_step_is_one_clear_line(capsys):
     assert main(["sync", "--steps", "parse,teleport"]) == 2
-    assert capsys.readouterr().err.strip() == "kl-sync: unknown step(s) teleport; choose from parse, orders, customers, suppress, send, verify"
+    assert capsys.readouterr().err.strip() == "kl-sync: unknown step(s) teleport; choose from parse, orders, customers, suppress, send, verify, consent"
 
 
 def test_verify_since_takes_a_date_time_or_a_duration_back(capsys):

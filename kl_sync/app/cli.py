@@ -169,6 +169,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consent(args: argparse.Namespace) -> int:
+    from kl_sync.app.clients import rate_limiter
+    from kl_sync.app.run import run_sync
+    from kl_sync.state.migrate import open_state
+    from kl_sync.steps.consent import consent_report
+    from kl_sync.store.readers import store_engine
+
+    settings = get_settings()
+    counts = run_sync(settings, steps=["consent"], limiter=rate_limiter(settings, args.rate_limit))
+    report = consent_report(open_state(settings.state_url), store_engine(settings.store_url))
+    if args.json:
+        _print_json({"read": counts.get("consent", {}).get("rows_read", 0), "customers": report})
+        return 0
+    print(f"read {counts.get('consent', {}).get('rows_read', 0):,} profiles Klaviyo suppressed since the last read; "
+          f"{len(report):,} customers the store believes subscribed cannot be e-mailed by Klaviyo")
+    _table("subscribed in the store, not e-mailable in Klaviyo (kl-sync never writes the store)", report)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
     from kl_sync.pipeline import delivery_rows
@@ -333,7 +352,7 @@ def _add_sync_command(sub: Any) -> None:
     sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
     sync.add_argument("--steps", default=None,
-                      help="comma-separated subset of parse,orders,customers,suppress,send,verify (default: all)")
+                      help="comma-separated subset of parse,orders,customers,suppress,send,verify,consent (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
     sync.add_argument("--no-prefect", action="store_true",
                       help="run the steps in this process without Prefect (cron, several send workers)")
@@ -354,6 +373,14 @@ def _add_sync_command(sub: Any) -> None:
                         help="Klaviyo rate limit kept per process (local, default) or across every worker on the "
                              "state database (shared)")
     verify.set_defaults(handler=cmd_verify)
+
+    consent = sub.add_parser("consent", help="read back whom Klaviyo cannot e-mail; list customers the store "
+                                             "believes subscribed among them, with Klaviyo's reason and date")
+    consent.add_argument("--json", action="store_true", help="machine-readable output")
+    consent.add_argument("--rate-limit", choices=("local", "shared"), default="local",
+                         help="Klaviyo rate limit kept per process (local, default) or across every worker on the "
+                              "state database (shared)")
+    consent.set_defaults(handler=cmd_consent)
 
 
 def _add_reading_commands(sub: Any) -> None:

@@ -88,10 +88,10 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
     table = Table(title="this run")
     for column in ("step", "read", "queued", "dead letters"):
         table.add_column(column, justify="right" if column != "step" else "left")
-    for step in ("parse", "orders", "customers", "suppress", "send", "verify"):
+    for step in ("parse", "orders", "customers", "suppress", "send", "verify", "consent"):
         c = counts.get(step)
         if c:
-            queued = f"{c['queued']:,}" if step not in ("send", "verify") else ""
+            queued = f"{c['queued']:,}" if step not in ("send", "verify", "consent") else ""
             table.add_row(step, f"{c['rows_read']:,}", queued, f"{c['dead_letters']:,}")
     console.print(table)
     http = send.get("http_requests", {})
@@ -166,6 +166,7 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
         console.print(f"klaviyo  local emulator at {emulator.base_url} (Klaviyo's rate limits on), data in {paths.emulator_dir}")
         if generated:
             _post_browser_events(paths, emulator, console)
+            _plant_klaviyo_side_consent(paths, emulator, console)
         env = {
             "KL_SYNC_STORE_URL": paths.store_url,
             "KL_SYNC_STATE_URL": paths.state_url,
@@ -180,7 +181,43 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
             console.print("sync     running the kl-sync flow through Prefect (a temporary local server starts first)…")
             counts = sync()
         _print_summary(console, counts, emulator, paths, paths.state_url)
+        _print_consent(console, paths)
     return 0
+
+
+#: What Klaviyo learns without the store, planted in a fresh demo account: the consent report shows them.
+KLAVIYO_SIDE = ("UNSUBSCRIBE", "HARD_BOUNCE", "SPAM_COMPLAINT")
+
+
+def _plant_klaviyo_side_consent(paths: DemoPaths, emulator, console: Console) -> None:
+    """Three subscribed, active customers unsubscribe from a Klaviyo e-mail, bounce, complain."""
+    from sqlalchemy import select
+
+    from kl_sync.normalize import normalize_email
+    from kl_sync.store.contract import customers
+    from kl_sync.store.readers import store_engine
+
+    query = (select(customers.c.email).where(customers.c.status == "Active", customers.c.email_subscribed.is_(True))
+             .order_by(customers.c.id).limit(20))
+    with store_engine(paths.store_url).connect() as conn:
+        emails = [e for e in (normalize_email(row.email) for row in conn.execute(query)) if e][: len(KLAVIYO_SIDE)]
+    for email, reason in zip(emails, KLAVIYO_SIDE):
+        emulator.plant_suppression(email, reason)
+    console.print(f"klaviyo  planted {len(emails)} Klaviyo-side suppressions the store does not know of "
+                  f"({', '.join(KLAVIYO_SIDE)}): the consent report below lists them")
+
+
+def _print_consent(console: Console, paths: DemoPaths) -> None:
+    from kl_sync.steps.consent import consent_report
+    from kl_sync.store.readers import store_engine
+
+    report = consent_report(open_state(paths.state_url), store_engine(paths.store_url))
+    table = Table(title=f"consent: subscribed in the store, not e-mailable in Klaviyo ({len(report)}; `kl-sync consent`)")
+    for column in ("customer_id", "email", "reason", "suppressed_at"):
+        table.add_column(column)
+    for row in report:
+        table.add_row(*(str(row[c]) for c in ("customer_id", "email", "reason", "suppressed_at")))
+    console.print(table)
 
 
 def _post_browser_events(paths: DemoPaths, emulator, console: Console) -> None:

@@ -28,6 +28,8 @@ FIELD_KINDS: dict[str, dict[str, str]] = {
         "_kx": "text",
         "created": "iso",
         "updated": "iso",
+        "subscriptions.email.marketing.suppression.timestamp": "iso",
+        "subscriptions.email.marketing.suppression.reason": "text",
     },
     "get_lists": {"id": "text", "name": "text", "created": "iso", "updated": "iso"},
     "get_metrics": {"integration.name": "text", "integration.category": "text"},

@@ -144,3 +144,45 @@ def test_the_bulk_import_leaves_out_nulls_it_cannot_clear():
     assert sent == {"email": "a@example.com", "external_id": "1", "properties": {"Status": "Active"}}
     # The single upsert can clear: null goes as null there.
     assert build_profile_import_body(profile)["data"]["attributes"]["first_name"] is None
+
+
+def test_consent_lists_subscribed_customers_klaviyo_cannot_email(tmp_path, emulator, capsys):
+    """The other direction: what Klaviyo learned on its own is read back (its suppression time is the
+    cursor) and the customers the store still believes subscribed are listed, with reason and date."""
+    import json
+
+    from kl_sync.app.cli import main
+
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    store = plant(store_url, customers_rows=[customer(1), customer(2), customer(3), customer(4, status="Dead")])
+    counts = run_sync(settings_for(store_url, state_url, emulator.base_url, KEY), steps=["customers", "send", "consent"])
+    assert counts["consent"]["rows_read"] == 1 and counts["consent"]["subscribed_but_blocked"] == 0  # c4: Dead
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(microsecond=0)
+    emulator.plant_suppression("c1@example.com", "UNSUBSCRIBE", later.isoformat())
+    emulator.plant_suppression("c2@example.com", "HARD_BOUNCE", (later + dt.timedelta(minutes=1)).isoformat())
+    _change(store, 3, 1, email_subscribed=False)  # kl-sync suppresses c3: the store knows, not listed
+
+    env = {"KL_SYNC_STORE_URL": store_url, "KL_SYNC_STATE_URL": state_url, "KLAVIYO_BASE_URL": emulator.base_url,
+           "KLAVIYO_API_KEY": KEY}
+    import os
+    from unittest import mock
+
+    from kl_sync.settings import get_settings
+
+    with mock.patch.dict(os.environ, env):
+        get_settings.cache_clear()
+        run_sync(get_settings(), steps=["customers", "send"])
+        assert main(["consent", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["customers"] == [
+            {"customer_id": 1, "email": "c1@example.com", "reason": "UNSUBSCRIBE",
+             "suppressed_at": later.replace(tzinfo=None).isoformat()},
+            {"customer_id": 2, "email": "c2@example.com", "reason": "HARD_BOUNCE",
+             "suppressed_at": (later + dt.timedelta(minutes=1)).replace(tzinfo=None).isoformat()},
+        ]
+        # c3 (suppressed by this sync), c1 and c2, and c4 again (suppressed in the cursor's second,
+        # which is read again lest a suppression in that same second be skipped).
+        assert report["read"] in (3, 4)
+        assert main(["consent", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["read"] == 1  # only the cursor's own second again
+    get_settings.cache_clear()

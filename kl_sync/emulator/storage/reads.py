@@ -81,7 +81,17 @@ def _event_term(c: Condition) -> Term:
     return _compared("e.time", c)  # datetime / timestamp, as epoch seconds
 
 
+#: A profile's global e-mail suppression (the emulator keeps one per e-mail: :mod:`.schema`).
+_SUPPRESSION = "subscriptions.email.marketing.suppression."
+_SUPPRESSION_TIME = "(SELECT s.time FROM suppressions s WHERE s.profile_id = p.id)"
+
+
 def _profile_term(c: Condition) -> Term:
+    if c.field.startswith(_SUPPRESSION):
+        # get_profiles allows filtering on the suppression's reason (equals) and timestamp (compared).
+        column = "s.reason" if c.field.endswith(".reason") else "s.time"
+        sql, params = _compared(column, c)
+        return f"p.id IN (SELECT s.profile_id FROM suppressions s WHERE {sql})", params
     if c.field == "id":
         return _among("p.id", _values(c))
     if c.field in IDENTIFIER_KINDS:
@@ -168,6 +178,8 @@ class Reads:
             "created": "p.created",
             "updated": "p.updated",
             "email": "COALESCE(json_extract(p.attributes, '$.email'), '')",
+            # A sort the spec allows; profiles without a suppression sort first, as '' does.
+            _SUPPRESSION + "timestamp": f"COALESCE({_SUPPRESSION_TIME}, '')",
         }.get((sort or "").lstrip("-"), "p.seq")
         columns = "p.id, p.attributes, p.properties, p.created, p.updated, p.last_event_date"
         terms = [_profile_term(c) for c in conditions]
