@@ -57,11 +57,11 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
             return await client.read_artifacts()
 
     keys = {a.key for a in asyncio.run(artifacts())}
-    assert {"kl-sync-summary", "kl-sync-dead-letters", "kl-sync-delivery"} <= keys
+    assert {"kl-sync-summary", "kl-sync-dead-letters", "kl-sync-delivery", "kl-sync-consent"} <= keys
 
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders", "customers"}
+    assert {c["stream"] for c in status["cursors"]} == {"system_log", "orders", "customers", "klaviyo_consent"}
     assert status["runs"][0]["status"] == "ok"
     assert {(row["sent"], row["missing"]) for row in status["delivery"] if row["kind"] != "profile"} == {(0, 0)}
     assert main(["dead-letters", "list", "--json"]) == 0
