@@ -1,7 +1,8 @@
 """The emulator's HTTP app: :func:`create_app` serves the routers of :mod:`.routes` behind the
 journal, and answers every error as Klaviyo does.
 
-Every request is journaled first (:mod:`.journal`), then given CORS headers if it is for a
+A ``--latency`` holds every request and its answer on the way (:mod:`.latency`). Every request is
+journaled first (:mod:`.journal`), then given CORS headers if it is for a
 ``/client/*`` operation (:mod:`.routes.onsite`), then routed; an operation's route passes the
 gate (:mod:`.gate`) before its handler runs. Errors raised anywhere are
 :class:`~kl_sync.emulator.errors.ApiProblemError`, answered with Klaviyo's error body (and the rate
@@ -22,6 +23,7 @@ from kl_sync.emulator.connections import ConnectionDropped, DroppedConnection
 from kl_sync.emulator.documents import api_response
 from kl_sync.emulator.errors import ApiProblemError, fail
 from kl_sync.emulator.journal import JournalMiddleware
+from kl_sync.emulator.latency import LatencyMiddleware
 from kl_sync.emulator.routes import ROUTERS
 from kl_sync.emulator.routes.onsite import ClientCors
 
@@ -38,6 +40,10 @@ def create_app(data_dir: str | Path, config: EmulatorConfig | None = None) -> Fa
         app.include_router(router)
     app.add_middleware(ClientCors)  # inside the journal, so preflights are journaled too
     app.add_middleware(JournalMiddleware, journal=emulator.journal)
+    if emulator.config.latency or emulator.config.jitter:
+        # Outermost: the journal and the rate windows see a request when it arrives.
+        app.add_middleware(LatencyMiddleware, latency=emulator.config.latency,
+                           jitter=emulator.config.jitter, seed=emulator.config.lose_seed)
     return app
 
 

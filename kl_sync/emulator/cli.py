@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processing-delay", type=float, default=0.0, metavar="SECONDS",
                         help="seconds after a 202 before an event can be read back, as Klaviyo processes "
                              "events after accepting them (default: 0)")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="round trip of every request, as over a real network, e.g. 0.25 (default: 0)")
+    parser.add_argument("--jitter", type=float, default=0.0, metavar="SECONDS",
+                        help="each round trip drawn from latency ± this, seeded by --fault-seed (default: 0)")
     parser.add_argument("--lose", type=float, default=0.0, metavar="RATE",
                         help="share of accepted events silently never processed, 0-1 (default: 0)")
 
@@ -80,6 +84,8 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         processing_delay=args.processing_delay,
         lose=args.lose,
         lose_seed=args.fault_seed,
+        latency=args.latency,
+        jitter=args.jitter,
     )
 
 
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Klaviyo emulator on http://{args.host}:{args.port} (data: {args.data_dir}, "
         f"rate limits: {args.rate_limits}, faults: {args.faults:g}, processing delay: {args.processing_delay:g} s, "
-        f"lost: {args.lose:g})",
+        f"lost: {args.lose:g}, latency: {args.latency:g} ± {args.jitter:g} s)",
         file=sys.stderr,
     )
     try:

@@ -2,8 +2,8 @@
 
 ``create_app(data_dir, config)``, ``running_emulator(data_dir, config)`` (or the same fields as
 keywords: ``running_emulator(data_dir, api_keys=("pk_x",), rate_limits="real")``) and the
-``kl-sync emulator`` command (:mod:`.cli`) all build one. A new option (a ``--latency``, say) is a
-field here, its flag in :mod:`.cli`, and the code that reads it.
+``kl-sync emulator`` command (:mod:`.cli`) all build one. A new option is a field here, its flag in
+:mod:`.cli`, and the code that reads it (``--latency``: :mod:`.latency`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class EmulatorConfig:
     lose: float = 0.0
     #: Seed of the loss draws: the same seed loses the same events of the same requests.
     lose_seed: int = 0
+    #: Seconds of every request's round trip between the client and the emulator (:mod:`.latency`).
+    latency: float = 0.0
+    #: Each round trip is drawn uniformly from ``latency ± jitter`` (seeded by ``lose_seed``).
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         # Any iterable of keys will do (a list from the command line); kept as tuples.
@@ -47,5 +51,7 @@ class EmulatorConfig:
             raise ValueError("the emulator needs at least one accepted API key")
         if self.processing_delay < 0:
             raise ValueError("processing_delay must not be negative")
+        if self.latency < 0 or self.jitter < 0:
+            raise ValueError("latency and jitter must not be negative")
         if not 0.0 <= self.lose <= 1.0:
             raise ValueError("lose must be between 0 and 1")

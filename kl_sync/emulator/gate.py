@@ -9,7 +9,7 @@ Klaviyo's 100 KB string limit, before its rule (:mod:`.rules`) reads it.
 
 Routes declare their handlers on an :class:`OperationRouter` by operationId
 (``@router.write("create_event")``): the method and path come from the operation's spec slice and the
-gate runs first. A per-request ``--latency`` would be one more step of :func:`admit`.
+gate runs first. ``--latency`` is not a step of the gate but the app's outermost layer (:mod:`.latency`).
 """
 
 from __future__ import annotations
