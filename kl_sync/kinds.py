@@ -82,6 +82,10 @@ class Operation:
     preview: Callable[[dict[str, Any]], dict[str, Any]]
     #: Sort key of a batch's rows before they are cut into requests; None keeps queue order.
     order: Callable[[ClaimedItem], Any] | None = None
+    #: Whether its requests may be in flight together (``KL_SYNC_SEND_IN_FLIGHT`` of them): only when
+    #: the order they reach Klaviyo in cannot matter. Events carry their own time and unique_id, and
+    #: suppressing is set-like; two profile imports of one profile must arrive in order (last wins).
+    concurrent: bool = False
 
     @property
     def items_per_request(self) -> int:
@@ -91,6 +95,7 @@ class Operation:
 EVENTS = Operation(
     "events", ENDPOINT_LIMITS["bulk_create_events"], _payload,
     events.build_event_bulk_bodies, events.send_events, events.build_event_body, order=_by_profile,
+    concurrent=True,
 )
 PROFILES = Operation(
     "profiles", ENDPOINT_LIMITS["bulk_import_profiles"], _payload,
@@ -99,7 +104,7 @@ PROFILES = Operation(
 SUPPRESSIONS = Operation(
     "suppressions", ENDPOINT_LIMITS["bulk_suppress_profiles"], _email,
     suppressions.build_suppression_bodies, suppressions.send_suppressions,
-    lambda payload: suppressions.build_suppression_bodies([payload["email"]])[0].body,
+    lambda payload: suppressions.build_suppression_bodies([payload["email"]])[0].body, concurrent=True,
 )
 UNSUPPRESSIONS = Operation(
     "unsuppressions", ENDPOINT_LIMITS["bulk_unsuppress_profiles"], _email,

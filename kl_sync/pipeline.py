@@ -176,6 +176,7 @@ def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total
             run_id=run.run_id,
             owner=owner,
             progress=progress,
+            in_flight=s.send_in_flight,
         )
 
 

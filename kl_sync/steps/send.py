@@ -4,8 +4,8 @@ It claims due outbox rows under a lease, validates them against the data-quality
 passing ones in bulk through the client, and records per row: sent; retry later (attempts, next
 attempt time, backing off); or dead letter with the reason (a failed expectation, Klaviyo's
 rejection, or too many attempts). An auth error stops the run and hands every unfinished row back
-untouched. Results are committed after every bulk request, so a crash repeats at most one request —
-which Klaviyo dedupes by ``unique_id``.
+untouched. Results are committed after every bulk request is answered, so a crash repeats at most
+the requests then in flight (``in_flight`` per endpoint) — which Klaviyo dedupes by ``unique_id``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import functools
 import os
 import socket
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +65,11 @@ def _tally_quality(result: StepResult, kind: str, report: Any) -> None:
 
 @dataclass(frozen=True)
 class _Call:
-    """One bulk call of a prepared batch: its rows, and a function of the client that sends the
-    request bodies built for them ahead of time (one outcome per row)."""
+    """One bulk call of a prepared batch: its rows, its operation, and a function of the client that
+    sends the request bodies built for them ahead of time (one outcome per row)."""
 
     items: list[ClaimedItem]
+    operation: Operation
     send: Callable[[Any], list[Any]]
 
 
@@ -93,7 +95,7 @@ def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> tuple[list[_C
                 continue
             inputs = [operation.input_of(item.payload) for item in chunk]
             batches = operation.build(inputs)
-        calls.append(_Call(chunk, functools.partial(_send_built, operation.send, inputs, batches)))
+        calls.append(_Call(chunk, operation, functools.partial(_send_built, operation.send, inputs, batches)))
     return calls, unbuildable
 
 
@@ -247,19 +249,56 @@ def _ramp(batch_size: int) -> list[int]:
     return [size for size in (first, 4 * first) if size < batch_size]
 
 
-def _send_batch(
-    state: Engine,
-    client: Any,
-    batch: _Prepared,
-    result: StepResult,
-    *,
-    retries: Retries,
-    run_id: str | None,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Send a prepared batch call by call, recording each call's outcomes as it is answered."""
-    from kl_sync.klaviyo.errors import AuthError
+class _Flights:
+    """Calls posted and not yet answered, each on a thread of ``pool``: at most ``in_flight`` of one
+    operation at once (one, for an operation whose requests must arrive in order). With a round trip
+    of 250 ms, one request at a time allows 4 a second where Klaviyo's burst window takes 10; the
+    client's rate limiter still spaces every request and counts it from its answer. Outcomes are
+    recorded by ``land`` in the order the calls were posted, each in its own transaction."""
 
+    def __init__(self, pool: ThreadPoolExecutor, client: Any, land: Callable[[_Call, list[Any]], None],
+                 in_flight: int) -> None:
+        self._pool = pool
+        self._client = client
+        self._land = land
+        self._in_flight = in_flight
+        self._flying: deque[tuple[_Call, Future[list[Any]]]] = deque()
+        #: Rows of calls that raised instead of answering: never recorded, to be handed back.
+        self.failed: list[ClaimedItem] = []
+
+    def post(self, call: _Call) -> None:
+        """Post ``call`` once its operation has room, recording the oldest answers to make it."""
+        bound = self._in_flight if call.operation.concurrent else 1
+        while sum(1 for flying, _ in self._flying if flying.operation is call.operation) >= bound:
+            self.land_oldest()
+        self._flying.append((call, self._pool.submit(call.send, self._client)))
+
+    def land_oldest(self) -> None:
+        call, future = self._flying.popleft()
+        try:
+            outcomes = future.result()
+        except BaseException:
+            self.failed.extend(call.items)
+            raise
+        self._land(call, outcomes)
+
+    def land_all(self) -> None:
+        while self._flying:
+            self.land_oldest()
+
+    def abandon(self) -> list[ClaimedItem]:
+        """After an error: record what the calls still in flight came to, and return the rows of
+        every call that raised (to be handed back)."""
+        while self._flying:
+            try:
+                self.land_oldest()
+            except Exception:
+                continue
+        failed, self.failed = self.failed, []
+        return failed
+
+
+def _count_prepared(result: StepResult, batch: _Prepared) -> None:
     result.rows_read += len(batch.claimed)
     for kind, report in batch.reports:
         _tally_quality(result, kind, report)
@@ -268,17 +307,28 @@ def _send_batch(
         _count(result, "unbuildable", batch.unbuildable)
     if batch.quality_rejects:
         _count(result, "quality_rejects", batch.quality_rejects)
+
+
+def _send_batch(state: Engine, flights: _Flights, batch: _Prepared) -> None:
+    """Post a prepared batch call by call; the flights record each call's outcomes as it is answered."""
     for index, call in enumerate(batch.calls):
-        try:
-            outcomes = call.send(client)
-        except AuthError:
-            unfinished = [i.id for later in batch.calls[index:] for i in later.items]
-            with state.begin() as conn:
-                release(conn, unfinished)
-            raise
-        _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result)
-        if progress is not None:
-            progress(len(call.items))
+        with _handing_back(state, flights, batch.calls[index:]):
+            flights.post(call)
+
+
+@contextmanager
+def _handing_back(state: Engine, flights: _Flights, unposted: Sequence[_Call] = ()) -> Iterator[None]:
+    """An auth error stops the send: the answers of calls still in flight are recorded, and every
+    row not sent (not posted yet, or its call refused) goes back to the outbox untouched."""
+    from kl_sync.klaviyo.errors import AuthError
+
+    try:
+        yield
+    except AuthError:
+        unfinished = [i.id for call in unposted for i in call.items] + [i.id for i in flights.abandon()]
+        with state.begin() as conn:
+            release(conn, unfinished)
+        raise
 
 
 def send_outbox(
@@ -293,8 +343,12 @@ def send_outbox(
     owner: str | None = None,
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
+    in_flight: int = 1,
 ) -> StepResult:
     """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
+
+    ``in_flight``: requests of one endpoint posted at once, for operations whose requests may arrive
+    in any order (:attr:`~kl_sync.kinds.Operation.concurrent`); each is recorded once answered.
 
     ``retries`` is the outbox half of the retry policy: a row the client could not deliver is due
     again after ``retries.wait(attempts)``, and a dead letter after ``retries.attempts`` sends.
@@ -318,7 +372,14 @@ def send_outbox(
             upcoming.append(pool.submit(prepare, batch_size=next(sizes, batch_size)))
             submitted += 1
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-prepare") as pool:
+    def land(call: _Call, outcomes: list[Any]) -> None:
+        _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result)
+        if progress is not None:
+            progress(len(call.items))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-prepare") as pool, \
+            ThreadPoolExecutor(max_workers=in_flight * len(OPERATIONS), thread_name_prefix="kl-sync-post") as posts:
+        flights = _Flights(posts, client, land, in_flight)
         try:
             submit_more()
             while upcoming:
@@ -330,8 +391,15 @@ def send_outbox(
                 # limiter, on Klaviyo), so claiming, validating and building bodies no longer add to
                 # the time a send takes (benchmarks/README.md, benchmark 1).
                 submit_more()
-                _send_batch(state, client, batch, result, retries=retries, run_id=run_id, progress=progress)
+                _count_prepared(result, batch)
+                _send_batch(state, flights, batch)
+            with _handing_back(state, flights):
+                flights.land_all()
         finally:
+            # Calls still in flight (another error stopped the send) are waited for and recorded
+            # as far as the state database allows: that error is the one to raise.
+            with suppress(Exception):
+                flights.abandon()
             # Batches prepared ahead and never sent (the outbox ran dry, or an error stopped the
             # send) go back to the outbox as they were.
             while upcoming:
