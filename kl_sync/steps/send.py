@@ -265,10 +265,14 @@ class _Flights:
         self._flying: deque[tuple[_Call, Future[list[Any]]]] = deque()
         #: Rows of calls that raised instead of answering: never recorded, to be handed back.
         self.failed: list[ClaimedItem] = []
+        #: Operations that have had an answer: until then one request goes alone, so a refused
+        #: key stops the run at its first answer instead of after ``in_flight`` refusals.
+        self._answered: set[str] = set()
 
     def post(self, call: _Call) -> None:
         """Post ``call`` once its operation has room, recording the oldest answers to make it."""
-        bound = self._in_flight if call.operation.concurrent else 1
+        concurrent = call.operation.concurrent and call.operation.name in self._answered
+        bound = self._in_flight if concurrent else 1
         while sum(1 for flying, _ in self._flying if flying.operation is call.operation) >= bound:
             self.land_oldest()
         self._flying.append((call, self._pool.submit(call.send, self._client)))
@@ -280,6 +284,7 @@ class _Flights:
         except BaseException:
             self.failed.extend(call.items)
             raise
+        self._answered.add(call.operation.name)
         self._land(call, outcomes)
 
     def land_all(self) -> None:
