@@ -18,7 +18,7 @@ from kl_sync.pipeline import STORE_STEPS
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "kl_sync"
 MAP = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
-GROUND_FLOOR = ("settings", "retry", "constants", "normalize", "chunks", "payloads", "db")
+GROUND_FLOOR = ("settings", "retry", "constants", "normalize", "chunks", "payloads", "db", "failures")
 
 
 def test_every_path_the_map_names_exists():

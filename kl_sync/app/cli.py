@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kl_sync.failures import Failure
 from kl_sync.settings import SettingsError, get_settings, prefect_defaults
 
 Handler = Callable[[argparse.Namespace], int]
@@ -459,6 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kl-sync: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Failure as exc:
+        print(f"kl-sync: {exc}", file=sys.stderr)
+        return exc.exit_code
     except CliError as exc:
         print(f"kl-sync: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,34 @@
+"""What a failed command tells its operator: one line, and an exit code a script can tell apart.
+
+The codes are part of kl-sync's interface (README, "Exit codes"); every edge (the ``kl-sync``
+command, the demo, the Prefect flows) maps a failure to the same line and the same code.
+"""
+
+from __future__ import annotations
+
+#: The run did what it was asked (a partly delivered run says so in its summary, and exits 0).
+EXIT_OK = 0
+#: ``kl-sync quality check`` found rows that fail their suite; anything unexpected (a bug) also exits 1,
+#: with its traceback.
+EXIT_ROWS_FAILED = 1
+#: A setting, an argument or a database a person must fix (the line names the setting).
+EXIT_FIX_SETTING = 2
+#: Klaviyo refused the API key (401/403): nothing more was sent, every unsent row waits untouched.
+EXIT_KEY_REFUSED = 3
+#: Klaviyo could not be reached, or answered only retryable errors, and nothing due was delivered:
+#: the rows wait for their retry (the line says how many and when).
+EXIT_KLAVIYO_UNREACHABLE = 4
+#: Stopped by a signal (128 + its number, as shells report it): what was not sent was handed back.
+EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class Failure(Exception):
+    """A failure a person must fix outside kl-sync: ``str()`` is its one line, ``exit_code`` its code."""
+
+    exit_code: int = EXIT_FIX_SETTING
+
+    def __init__(self, line: str, *, exit_code: int | None = None) -> None:
+        super().__init__(line)
+        if exit_code is not None:
+            self.exit_code = exit_code
