@@ -3,7 +3,7 @@ running emulator filled the way Klaviyo is in production: browser events through
 first, then the server's events through the client's ``send_events`` (as the sender does), then the
 suppressions.
 
-The store's times are naive New York times from ``T``, 40 days before the test runs, so the
+The store's times are naive New York times from ``T``, 40 to 71 days before the test runs, so the
 notebooks' default window (the last 90 days) holds everyone but the one old starter.
 """
 
@@ -34,8 +34,10 @@ API_KEY = "pk_planted_test_key"
 PUBLIC_KEY = "PLANT1"
 TZ = "America/New_York"
 ZONE = ZoneInfo(TZ)
-#: Day 0 of the planted store (naive, store-local) and the tests' "now" 40 days later (aware, UTC).
-T = (dt.datetime.now(ZONE) - dt.timedelta(days=40)).replace(hour=9, minute=0, second=0, microsecond=0, tzinfo=None)
+#: Day 0 of the planted store (naive, store-local) and the tests' "now" 40 days later (aware, UTC). Day 0 is
+#: the first of a month, so the starts of days 0-10 share one month whatever the date: the funnel's
+#: month-by-month sentence (two months of 5 or more starts) never appears on some days and not others.
+T = (dt.datetime.now(ZONE) - dt.timedelta(days=40)).replace(day=1, hour=9, minute=0, second=0, microsecond=0, tzinfo=None)
 NOW = (T + dt.timedelta(days=40)).replace(tzinfo=ZONE).astimezone(dt.UTC)
 
 BOX = {"box": "Local Harvest Box", "product_id": "712", "price": "39.95"}
