@@ -113,12 +113,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def emulator_process(data_dir: Path, *, rate_limits: str = "off", rate_scale: float = 1.0) -> Iterator[str]:
+def emulator_process(data_dir: Path, *, rate_limits: str = "off", rate_scale: float = 1.0,
+                     latency: float = 0.0) -> Iterator[str]:
     """A Klaviyo emulator in its own process (as Klaviyo is: it must not share our interpreter's
-    GIL); yields its base URL."""
+    GIL), ``latency`` seconds of round trip on every request; yields its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "kl_sync.emulator", "--port", str(port), "--data-dir", str(data_dir),
-               "--api-key", BENCH_KEY, "--rate-limits", rate_limits, "--rate-scale", str(rate_scale)]
+               "--api-key", BENCH_KEY, "--rate-limits", rate_limits, "--rate-scale", str(rate_scale),
+               "--latency", str(latency)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"
     try:

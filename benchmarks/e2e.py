@@ -1,0 +1,229 @@
+"""Benchmark 8: the initial sync as a user runs it, end to end, against the floor of its requests.
+
+A store of C customers, L log rows and O orders (two lines each) is filled by the database itself
+(:func:`benchmarks.stores.fill_store`); the Klaviyo emulator runs in its own process with Klaviyo's
+real windows (scale 1), optionally ``--latency`` seconds of round trip. Timed: a fresh interpreter
+running ``kl-sync sync --no-prefect --from-start`` over a fresh state database, from its start to
+its exit — interpreter start, imports, GX's context, every step. The child
+(``python -m benchmarks.e2e child``) is the ``kl-sync`` command's own ``main`` (what the console
+script calls) and then reports its peak RSS (``VmHWM``), so the same runs give benchmark 4.
+
+**The floor** is the least time Klaviyo's windows allow for the requests the run made, endpoint by
+endpoint (each has its own windows): :func:`benchmarks.send.requests_floor_seconds` of each
+endpoint's count, the largest of them. It runs from the first request to the last, so whatever the
+run does before its first request, and the last answer's round trip, count against it.
+
+After each initial sync, the same command without ``--from-start`` (nothing new) is timed from the
+shell: ``kl-sync sync --no-prefect`` as a subprocess of ``.venv/bin/kl-sync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    BENCH_KEY,
+    ROOT,
+    BenchResult,
+    Figure,
+    emulator_process,
+    fresh_dir,
+    median,
+    peak_rss_mb,
+    sqlite_url,
+)
+
+#: The issue's store: 1,800 customers; 150k log rows and 18k orders queue 217,500 events (218 bulk
+#: requests: one steady window of 150, then 68 more, so the floor is 66 s at Klaviyo's windows).
+CUSTOMERS, LOG_ROWS, ORDERS = 1_800, 150_000, 18_000
+_TS = re.compile(rb'^\{"ts":([0-9.]+),"method":"(\w+)","path":"([^"]*)"')
+
+
+def store_size(scale: float) -> tuple[int, int, int]:
+    """(customers, log rows, orders) of the issue's store times ``scale``."""
+    return max(int(CUSTOMERS * scale), 100), int(LOG_ROWS * scale), int(ORDERS * scale)
+
+
+def expected_events(log_rows: int, orders: int) -> int:
+    """Events the store queues: one per log row; per order Placed Order and two Ordered Products, and
+    a final status (Fulfilled or Cancelled) for every order but each fourth (still Placed)."""
+    return log_rows + 3 * orders + (orders - orders // 4)
+
+
+def run_floor(by_endpoint: dict[str, int]) -> tuple[float, str]:
+    """The largest per-endpoint floor of these request counts at Klaviyo's windows, and its endpoint."""
+    from benchmarks.send import requests_floor_seconds
+    from kl_sync.klaviyo.limits import ENDPOINT_LIMITS
+
+    floors = {name: requests_floor_seconds(n, endpoint=name, scale=1.0)
+              for name, n in by_endpoint.items() if name in ENDPOINT_LIMITS}
+    name = max(floors, key=lambda n: (floors[n], by_endpoint[n]))
+    return floors[name], name
+
+
+def journal_times(journal: Path) -> list[tuple[float, str, str]]:
+    """(arrival time, method, path) of every request the emulator journaled, read off each line's
+    head (the bodies, megabytes each, are not decoded)."""
+    times = []
+    with journal.open("rb") as lines:
+        for line in lines:
+            match = _TS.match(line)
+            if match:
+                times.append((float(match[1]), match[2].decode(), match[3].decode()))
+    return times
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    """The ``kl-sync`` command's main with ``argv``, its JSON output and this process's peak RSS."""
+    from kl_sync.app.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    counts = json.loads(out.getvalue()) if code == 0 else None
+    return {"exit_code": code, "counts": counts, "peak_rss_mb": peak_rss_mb(), "output": out.getvalue()[-2000:]}
+
+
+def _environment(folder: Path, base_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "KL_SYNC_STORE_URL": sqlite_url(folder / "store.db"),
+        "KL_SYNC_STATE_URL": sqlite_url(folder / "state.db"),
+        "KLAVIYO_API_KEY": BENCH_KEY,
+        "KLAVIYO_BASE_URL": base_url,
+    }
+
+
+def initial_sync(folder: Path, base_url: str) -> dict[str, Any]:
+    """One timed initial sync in a fresh interpreter, over a fresh state database."""
+    (folder / "state.db").unlink(missing_ok=True)
+    begun = time.time()
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.e2e", "child", "sync", "--no-prefect", "--from-start",
+                           "--json"], cwd=folder, env=_environment(folder, base_url), capture_output=True, text=True,
+                          timeout=3600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"the initial sync failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["exit_code"] != 0:
+        raise RuntimeError(f"kl-sync sync exited {report['exit_code']}:\n{done.stderr[-4000:]}")
+    return {"elapsed": elapsed, "begun": begun, **report}
+
+
+def nothing_new(folder: Path, base_url: str) -> float:
+    """``kl-sync sync --no-prefect`` from the shell after the initial sync: seconds to its exit."""
+    command = [str(ROOT / ".venv" / "bin" / "kl-sync"), "sync", "--no-prefect", "--json"]
+    if not Path(command[0]).exists():
+        command = [sys.executable, "-m", "kl_sync.app.cli", *command[1:]]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, env=_environment(folder, base_url), capture_output=True, text=True,
+                          timeout=600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"the nothing-new sync failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    counts = json.loads(done.stdout)
+    queued = sum(counts.get(step, {}).get("queued", 0) for step in ("parse", "orders", "customers", "suppress"))
+    if queued or counts.get("send", {}).get("sent_events"):
+        raise RuntimeError(f"the nothing-new sync queued {queued} rows")
+    return elapsed
+
+
+def one_run(folder: Path, *, latency: float, events: int, incremental: bool) -> dict[str, Any]:
+    account = folder / f"klaviyo-{time.monotonic_ns()}"
+    with emulator_process(account, rate_limits="real", latency=latency) as base_url:
+        run = initial_sync(folder, base_url)
+        incremental_seconds = [nothing_new(folder, base_url) for _ in range(3)] if incremental else []
+    sent = run["counts"]["send"]["sent_events"]
+    if sent != events:
+        raise RuntimeError(f"sent {sent} of {events} events")
+    by_endpoint = run["counts"]["http"]["by_endpoint"]
+    floor, bound_by = run_floor(by_endpoint)
+    arrivals = journal_times(account / "journal.jsonl")
+    writes = [t for t, method, _ in arrivals if method == "POST"]
+    begun = run["begun"]
+    return {
+        "elapsed": run["elapsed"], "floor": floor, "floor_endpoint": bound_by, "by_endpoint": by_endpoint,
+        "retries": run["counts"]["http"]["retries"], "peak_rss_mb": run["peak_rss_mb"], "sent_events": sent,
+        "first_write_at": round(writes[0] - begun, 3) if writes else None,
+        "last_write_at": round(writes[-1] - begun, 3) if writes else None,
+        "incremental_seconds": incremental_seconds,
+    }
+
+
+def run(scale: float = 1.0, *, latencies: tuple[float, ...] = (0.0, 0.25), repeat: int = 3,
+        memory_scales: tuple[float, ...] = (0.25,)) -> BenchResult:
+    """Three initial syncs per latency at ``scale`` × the issue's store (the first latency's runs
+    also time the nothing-new sync), and one more per ``memory_scales`` for peak memory."""
+    from benchmarks.stores import fill_store
+    from kl_sync.db import make_engine
+
+    result = BenchResult("e2e")
+    details: dict[str, Any] = {"scale": scale, "runs": {}}
+    stores: dict[float, tuple[Path, int, tuple[int, int, int]]] = {}
+
+    def store(at: float) -> tuple[Path, int, tuple[int, int, int]]:
+        if at not in stores:
+            folder = fresh_dir(f"e2e-{at:g}")
+            customers, log_rows, orders = store_size(at)
+            engine = make_engine(sqlite_url(folder / "store.db"), sqlite_wal=False)
+            fill_store(engine, customers=customers, log_rows=log_rows, orders=orders)
+            engine.dispose()
+            stores[at] = folder, expected_events(log_rows, orders), (customers, log_rows, orders)
+        return stores[at]
+
+    folder, events, (customers, log_rows, orders) = store(scale)
+    size = f"{customers:,} customers, {events:,} events"
+    incremental: list[float] = []
+    peaks: list[tuple[int, float]] = []
+    for index, latency in enumerate(latencies):
+        runs = [one_run(folder, latency=latency, events=events, incremental=index == 0) for _ in range(repeat)]
+        details["runs"][f"latency_{latency:g}"] = runs
+        ratios = [r["elapsed"] / r["floor"] for r in runs]
+        middle = sorted(runs, key=lambda r: r["elapsed"])[len(runs) // 2]
+        goal = 1.05 if latency == 0 else 1.10
+        label = "no latency" if latency == 0 else f"--latency {latency:g}"
+        result.figures.append(Figure(
+            "8 end to end", f"initial sync ÷ its requests' floor ({label})", median(ratios), "x", ("<=", goal),
+            size, repeat,
+            f"median {middle['elapsed']:.1f} s vs floor {middle['floor']:.1f} s ({middle['floor_endpoint']}: "
+            f"{middle['by_endpoint'].get(middle['floor_endpoint'])} requests); first request at "
+            f"{middle['first_write_at']:.1f} s; runs: {', '.join(f'{x:.2f}' for x in ratios)}×"))
+        for r in runs:
+            incremental.extend(r["incremental_seconds"])
+        peaks.append((events, max(r["peak_rss_mb"] for r in runs)))
+    if incremental:
+        result.figures.append(Figure(
+            "5 nothing new", "incremental sync, nothing new, from the shell", median(incremental), "s",
+            ("<=", 5.0), "kl-sync sync --no-prefect after the initial sync", len(incremental),
+            f"runs: {', '.join(f'{s:.1f}' for s in incremental)} s"))
+    for at in memory_scales:
+        small_folder, small_events, _ = store(at)
+        small = one_run(small_folder, latency=0.0, events=small_events, incremental=False)
+        details["runs"][f"memory_{at:g}"] = [small]
+        peaks.append((small_events, small["peak_rss_mb"]))
+    for n, peak in sorted(peaks):
+        result.figures.append(Figure("4 memory", f"peak RSS, initial sync of {n:,} events", peak, "MB", ("<=", 400),
+                                     f"{n:,} events", 1, "the whole kl-sync sync process (VmHWM), send included"))
+    details["store"] = {"customers": customers, "log_rows": log_rows, "orders": orders, "events": events}
+    result.details = details
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["child"]:
+        print(json.dumps(child(sys.argv[2:]), default=str))
+    else:
+        result = run(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
+        for figure in result.figures:
+            print(figure)
