@@ -58,9 +58,11 @@ def test_quality_check_and_dead_letter_replay(tmp_path, monkeypatch, capsys):
     (letter,) = json.loads(capsys.readouterr().out)
     assert letter["key"] == "log:2" and "email is invalid" in letter["reason"]
     assert main(["dead-letters", "replay", "log:2"]) == 0
-    assert "requeued 1" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == "log:2: queued"
     assert main(["dead-letters", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert main(["dead-letters", "replay", "nosuch:key"]) == 2
+    assert capsys.readouterr().out.strip() == "nosuch:key: not found: no open dead letter has this key"
 
 
 def test_unknown_step_is_one_clear_line(capsys):

@@ -217,32 +217,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dead_letters_list(args: argparse.Namespace) -> int:
-    from kl_sync import state as st
-
-    engine = st.open_state(get_settings().state_url)
-    with engine.connect() as conn:
-        letters = st.list_dead_letters(conn, include_replayed=args.all)
-    if args.json:
-        _print_json(letters)
-        return 0
-    _table("dead letters", [
-        {"key": d["key"], "step": d["step"], "kind": d["kind"] or "", "reason": d["reason"], "at": d["created_at"]}
-        for d in letters
-    ])
-    return 0
-
-
-def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
-    from kl_sync import state as st
-
-    engine = st.open_state(get_settings().state_url)
-    with engine.begin() as conn:
-        requeued = st.replay_dead_letters(conn, args.keys or None)
-    print(f"requeued {requeued} outbox row(s); the next send retries them")
-    return 0
-
-
 # ---------------------------------------------------------------------------------------- quality
 
 
@@ -391,15 +365,10 @@ def _add_reading_commands(sub: Any) -> None:
     status.add_argument("--runs", type=int, default=5, help="how many recent runs (default 5)")
     status.set_defaults(handler=cmd_status)
 
-    dead = sub.add_parser("dead-letters", help="rows that could not be sent, with the reason")
-    dead_sub = dead.add_subparsers(dest="dead_command", required=True, metavar="SUBCOMMAND")
-    dl_list = dead_sub.add_parser("list", help="list open dead letters")
-    dl_list.add_argument("--json", action="store_true", help="machine-readable output")
-    dl_list.add_argument("--all", action="store_true", help="include replayed ones")
-    dl_list.set_defaults(handler=cmd_dead_letters_list)
-    dl_replay = dead_sub.add_parser("replay", help="put dead outbox rows back in the queue")
-    dl_replay.add_argument("keys", nargs="*", metavar="KEY", help="outbox keys (default: every open dead letter)")
-    dl_replay.set_defaults(handler=cmd_dead_letters_replay)
+    from kl_sync.app import dead_letters
+
+    dead = sub.add_parser("dead-letters", help="rows that could not be sent, with the reason: list, replay, discard")
+    dead_letters.add_commands(dead.add_subparsers(dest="dead_command", required=True, metavar="SUBCOMMAND"))
 
     quality = sub.add_parser("quality", help="validate pending payloads against the GX suites")
     quality_sub = quality.add_subparsers(dest="quality_command", required=True, metavar="SUBCOMMAND")

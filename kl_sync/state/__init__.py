@@ -10,14 +10,18 @@ rest of kl-sync (and an operator's script) use; each is defined in its table's m
 from kl_sync.state.codec import dumps, loads, utcnow
 from kl_sync.state.cursors import all_cursors, get_cursor, parse_cursor_datetime, reset_cursor, set_cursor
 from kl_sync.state.dead_letters import (
+    Selection,
     add_dead_letter,
     add_dead_letters,
     dead_letter_keys,
+    discard_letters,
+    letter_counts,
+    letters_by_reason,
     list_dead_letters,
     mark_dead,
-    replay_dead_letters,
+    select_letters,
 )
-from kl_sync.state.delivery import delivery_counts, mark_delivered
+from kl_sync.state.delivery import delivery_counts, mark_delivered, record_accepted, revive_dead
 from kl_sync.state.migrate import current_revision, head_revision, open_state, upgrade
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import (
@@ -41,6 +45,7 @@ from kl_sync.state.touched import touch_customers, touched_customer_ids, untouch
 __all__ = [
     "ClaimedItem",
     "OutboxItem",
+    "Selection",
     "add_dead_letter",
     "add_dead_letters",
     "all_cursors",
@@ -48,6 +53,7 @@ __all__ = [
     "current_revision",
     "dead_letter_keys",
     "delivery_counts",
+    "discard_letters",
     "dumps",
     "enqueue",
     "existing_keys",
@@ -56,6 +62,8 @@ __all__ = [
     "head_revision",
     "iter_pending",
     "known_states",
+    "letter_counts",
+    "letters_by_reason",
     "list_dead_letters",
     "loads",
     "mark_dead",
@@ -67,12 +75,14 @@ __all__ = [
     "parse_cursor_datetime",
     "pending_count",
     "pending_rows",
-    "record_states",
     "recent_runs",
+    "record_accepted",
+    "record_states",
     "release",
-    "replay_dead_letters",
     "reset_cursor",
+    "revive_dead",
     "set_cursor",
+    "select_letters",
     "start_run",
     "stuck_leases",
     "touch_customers",

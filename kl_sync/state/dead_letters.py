@@ -1,20 +1,49 @@
 """The ``dead_letters`` table: what could not become a payload or could not be sent, with the reason.
 
 A step's bad store row is added here directly; an outbox row the sender gives up on is marked dead in
-the outbox and lettered here in one go (:func:`mark_dead`), and a replay puts it back in the queue.
+the outbox and lettered here in one go (:func:`mark_dead`).
+
+A letter's way, in ``status``:
+
+- ``open``: nothing has happened to it yet: a person fixes its cause (the store's row, a suite).
+- ``replayed``: its key was rebuilt and queued again (``replayed_at``, by the run ``replayed_run_id``);
+  ``resent_at`` once Klaviyo accepted it. Not delivered yet: a replay that fails again leaves a new
+  open letter beside it.
+- ``resolved``: its key was delivered (``resolved_at``, by the run ``resolved_run_id``), whatever sent
+  it: a replay, a later sync, ``--from-start``. :func:`kl_sync.state.delivery.mark_delivered` (the one
+  definition of delivered) resolves the letters of what it marks.
+- ``discarded``: a person gave up on it (``discarded_at``, with a ``note``).
+
+A letter names the key of its outbox row (``log:<id>``, ``order:<id>:placed``, …) or, for a store row
+that could not be built at all, the row's own key (``order:<id>``, ``profile:<customer id>``): its
+*unit*, the first two parts of every key built from that row (:func:`unit_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.state.codec import dumps, utcnow
-from kl_sync.state.outbox import ClaimedItem, requeue_dead, set_dead
+from kl_sync.state.outbox import ClaimedItem, set_dead
 from kl_sync.state.tables import dead_letters
+
+OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
+STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
+#: Letters whose key is not delivered yet and that nobody discarded.
+UNSETTLED = (OPEN, REPLAYED)
+
+
+def unit_of(key: str) -> str:
+    """The store row a key was built from, as a letter of that row names it: ``order:5:item:7`` ->
+    ``order:5``, ``profile:3:<stamp>:suppress:<email>`` -> ``profile:3``, ``log:6`` -> ``log:6``."""
+    prefix, _, rest = key.partition(":")
+    return f"{prefix}:{rest.partition(':')[0]}" if rest else key
 
 
 def mark_dead(conn: Connection, item: ClaimedItem, *, step: str, reason: str, run_id: str | None = None) -> None:
@@ -37,13 +66,13 @@ def add_dead_letter(
 
 
 def dead_letter_keys(conn: Connection, keys: Sequence[str], *, step: str) -> set[str]:
-    """Which of ``keys`` already have an open (not replayed) dead letter from ``step``."""
+    """Which of ``keys`` already have an unsettled (open or replayed) dead letter from ``step``."""
     found: set[str] = set()
     for chunk in chunks(keys, IN_LIST_SIZE):
         found.update(
             conn.execute(
                 select(dead_letters.c.key).where(
-                    dead_letters.c.key.in_(chunk), dead_letters.c.step == step, dead_letters.c.replayed_at.is_(None)
+                    dead_letters.c.key.in_(chunk), dead_letters.c.step == step, dead_letters.c.status.in_(UNSETTLED)
                 )
             ).scalars()
         )
@@ -65,37 +94,154 @@ def add_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]], *, run
                 "original": dumps(letter.get("original")),
                 "created_at": now,
                 "run_id": run_id,
+                "status": OPEN,
             }
             for letter in letters
         ],
     )
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which letters a command means: every condition given must hold (none given: every letter of
+    ``statuses``)."""
+
+    keys: Sequence[str] = ()
+    #: A part of the reason, case-insensitive.
+    reason: str | None = None
+    step: str | None = None
+    kind: str | None = None
+    #: Created at or after (naive UTC).
+    since: dt.datetime | None = None
+    statuses: Collection[str] = field(default=(OPEN,))
+
+    def condition(self) -> Any:
+        clauses = [dead_letters.c.status.in_(list(self.statuses))]
+        if self.reason:
+            clauses.append(func.lower(dead_letters.c.reason).contains(self.reason.lower(), autoescape=True))
+        if self.step:
+            clauses.append(dead_letters.c.step == self.step)
+        if self.kind:
+            clauses.append(dead_letters.c.kind == self.kind)
+        if self.since is not None:
+            clauses.append(dead_letters.c.created_at >= self.since)
+        return and_(*clauses)
+
+
+def select_letters(conn: Connection, selection: Selection, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The letters of ``selection``, oldest first (keys given: in IN-lists of a thousand)."""
+    if not selection.keys:
+        query = select(dead_letters).where(selection.condition()).order_by(dead_letters.c.id).limit(limit)
+        return [dict(r._mapping) for r in conn.execute(query)]
+    found: list[dict[str, Any]] = []
+    for chunk in chunks(sorted(set(selection.keys)), IN_LIST_SIZE):
+        query = select(dead_letters).where(selection.condition(), dead_letters.c.key.in_(chunk))
+        found += [dict(r._mapping) for r in conn.execute(query)]
+    found.sort(key=lambda letter: letter["id"])
+    return found if limit is None else found[:limit]
+
+
 def list_dead_letters(conn: Connection, *, include_replayed: bool = False, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Open letters (with ``include_replayed``, every letter whatever its status), of one run if given."""
     query = select(dead_letters).order_by(dead_letters.c.id)
     if not include_replayed:
-        query = query.where(dead_letters.c.replayed_at.is_(None))
+        query = query.where(dead_letters.c.status == OPEN)
     if run_id:
         query = query.where(dead_letters.c.run_id == run_id)
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def replay_dead_letters(conn: Connection, keys: Sequence[str] | None = None) -> int:
-    """Put dead outbox rows back in the queue (all of them, or those with ``keys``).
+def mark_replayed(conn: Connection, keys: Sequence[str], *, run_id: str | None = None,
+                  now: dt.datetime | None = None) -> int:
+    """The open letters of these keys were replayed: their keys are queued again, by ``run_id``."""
+    now = now or utcnow()
+    changed = 0
+    for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
+        changed += conn.execute(
+            update(dead_letters).where(dead_letters.c.key.in_(chunk), dead_letters.c.status == OPEN)
+            .values(status=REPLAYED, replayed_at=now, replayed_run_id=run_id)
+        ).rowcount
+    return changed
 
-    Only rows that reached the outbox can be replayed; a store row that could not become a payload
-    (parse / orders dead letters) is fixed in the store and re-read with ``--from-start``.
-    """
-    now = utcnow()
-    query = select(dead_letters.c.key).where(dead_letters.c.replayed_at.is_(None))
-    if keys:
-        query = query.where(dead_letters.c.key.in_(list(keys)))
-    wanted = sorted(set(conn.execute(query).scalars()))
-    requeued = requeue_dead(conn, wanted)
-    for chunk in chunks(wanted, IN_LIST_SIZE):
+
+def note_resent(conn: Connection, keys: Sequence[str], *, now: dt.datetime | None = None) -> int:
+    """Klaviyo accepted these replayed keys (a 2xx, not yet proof): their replayed letters say when."""
+    now = now or utcnow()
+    changed = 0
+    for chunk in chunks(keys, IN_LIST_SIZE):
+        changed += conn.execute(
+            update(dead_letters).where(dead_letters.c.key.in_(chunk), dead_letters.c.status == REPLAYED)
+            .values(resent_at=now)
+        ).rowcount
+    return changed
+
+
+def unsettled_letters(conn: Connection, keys: Iterable[str]) -> list[tuple[int, str, dt.datetime]]:
+    """``(id, key, created_at)`` of the unsettled letters that name one of ``keys`` or its unit.
+    One indexed query per thousand names, finding nothing when nothing failed."""
+    names = sorted({name for key in keys for name in (key, unit_of(key))})
+    found: list[tuple[int, str, dt.datetime]] = []
+    for chunk in chunks(names, IN_LIST_SIZE):
+        found += [tuple(row) for row in conn.execute(
+            select(dead_letters.c.id, dead_letters.c.key, dead_letters.c.created_at)
+            .where(dead_letters.c.key.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
+        )]
+    return found  # type: ignore[return-value]
+
+
+def resolve_letters(conn: Connection, ids: Sequence[int], *, run_id: str | None = None,
+                    now: dt.datetime | None = None) -> int:
+    """These letters' keys are delivered (only :mod:`kl_sync.state.delivery` decides that)."""
+    now = now or utcnow()
+    changed = 0
+    for chunk in chunks(sorted(set(ids)), IN_LIST_SIZE):
+        changed += conn.execute(
+            update(dead_letters).where(dead_letters.c.id.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
+            .values(status=RESOLVED, resolved_at=now, resolved_run_id=run_id)
+        ).rowcount
+    return changed
+
+
+def discard_letters(conn: Connection, selection: Selection, *, note: str | None = None,
+                    now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """A person gives up on the unsettled letters of ``selection`` (a note says why). Returns them."""
+    now = now or utcnow()
+    chosen = select_letters(conn, Selection(selection.keys, selection.reason, selection.step, selection.kind,
+                                            selection.since, statuses=UNSETTLED))
+    for chunk in chunks([letter["id"] for letter in chosen], IN_LIST_SIZE):
         conn.execute(
-            update(dead_letters)
-            .where(dead_letters.c.key.in_(chunk), dead_letters.c.replayed_at.is_(None))
-            .values(replayed_at=now)
+            update(dead_letters).where(dead_letters.c.id.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
+            .values(status=DISCARDED, discarded_at=now, note=note)
         )
-    return requeued
+    return chosen
+
+
+def letter_counts(conn: Connection) -> dict[str, int]:
+    """Letters per status (every status present, zero when none)."""
+    rows = conn.execute(select(dead_letters.c.status, func.count()).group_by(dead_letters.c.status))
+    return {**dict.fromkeys(STATUSES, 0), **{status: n for status, n in rows}}
+
+
+def resolved_by_run(conn: Connection, run_id: str) -> int:
+    """How many letters the run ``run_id`` resolved."""
+    return conn.execute(
+        select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_run_id == run_id)
+    ).scalar_one()
+
+
+def letters_by_reason(conn: Connection, selection: Selection = Selection()) -> list[dict[str, Any]]:
+    """The letters of ``selection`` grouped by reason, most first: how many, first and last seen, and
+    an example key (the latest). What ``dead-letters list``, ``status`` and the run's artifact show."""
+    rows = conn.execute(
+        select(dead_letters.c.reason, func.count(), func.min(dead_letters.c.created_at),
+               func.max(dead_letters.c.created_at), func.max(dead_letters.c.id))
+        .where(selection.condition()).group_by(dead_letters.c.reason)
+    ).all()
+    examples = {}
+    for chunk in chunks([row[4] for row in rows], IN_LIST_SIZE):
+        examples.update(conn.execute(select(dead_letters.c.id, dead_letters.c.key).where(dead_letters.c.id.in_(chunk))).all())
+    summary = [{"reason": reason, "letters": count, "first_seen": first, "last_seen": last, "example": examples[last_id]}
+               for reason, count, first, last, last_id in rows]
+    summary.sort(key=lambda entry: (-entry["letters"], entry["reason"]))
+    return summary
+

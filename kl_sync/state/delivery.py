@@ -5,7 +5,9 @@ The verify step asks for the sent rows due for a check (:func:`due_for_verificat
 what it found: :func:`mark_delivered` (the one definition of "this key is delivered"),
 :func:`mark_missing` (looked, not there yet), :func:`requeue_missing` (to be sent again). The dead
 letter of a row that never appeared is written by :func:`kl_sync.state.dead_letters.mark_dead`.
-:func:`delivery_counts` is what ``kl-sync status`` shows per kind and metric.
+:func:`delivery_counts` is what ``kl-sync status`` shows per kind and metric. Delivery settles dead
+letters: :func:`mark_delivered` resolves a delivered key's letters, :func:`record_accepted` those of
+a kind nothing reads back once Klaviyo accepted it (and notes a replayed key re-sent).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from sqlalchemy import Connection, and_, case, func, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.state.codec import loads, utcnow
-from kl_sync.state.outbox import ClaimedItem
+from kl_sync.state.dead_letters import note_resent, resolve_letters, unit_of, unsettled_letters
+from kl_sync.state.outbox import ClaimedItem, requeue_dead
 from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
 
 
@@ -97,9 +100,11 @@ def claimed_rows(conn: Connection, ids: Sequence[int]) -> list[ClaimedItem]:
     return found
 
 
-def mark_delivered(conn: Connection, keys: Sequence[str], *, now: dt.datetime | None = None) -> int:
-    """These keys are delivered: Klaviyo holds them. Sent rows become ``verified``. Returns how many
-    rows changed (a key already verified, or re-queued meanwhile, is left as it is)."""
+def mark_delivered(conn: Connection, keys: Sequence[str], *, run_id: str | None = None,
+                   now: dt.datetime | None = None) -> int:
+    """These keys are delivered: Klaviyo holds them. Sent rows become ``verified`` and the keys' dead
+    letters are resolved (by ``run_id``): whatever sent a key, its delivery closes them. Returns how
+    many rows changed (a key already verified, or re-queued meanwhile, is left as it is)."""
     now = now or utcnow()
     changed = 0
     for chunk in chunks(keys, IN_LIST_SIZE):
@@ -107,7 +112,60 @@ def mark_delivered(conn: Connection, keys: Sequence[str], *, now: dt.datetime | 
             update(outbox).where(outbox.c.key.in_(chunk), outbox.c.status == SENT)
             .values(status=VERIFIED, verified_at=now, checked_at=None)
         ).rowcount
+    _resolve_letters_of(conn, keys, run_id=run_id, now=now)
     return changed
+
+
+def record_accepted(conn: Connection, keys: Sequence[str], *, unverifiable: Collection[str] = (),
+                    run_id: str | None = None, now: dt.datetime | None = None) -> None:
+    """Klaviyo accepted these keys (a 2xx). A key of a kind nothing reads back (``unverifiable``:
+    profile imports, whose job kl-sync polls) is as delivered as it will ever be, so its letters are
+    resolved now; the others' replayed letters note the re-send and resolve when it is verified."""
+    now = now or utcnow()
+    note_resent(conn, [key for key in keys if key not in unverifiable], now=now)
+    _resolve_letters_of(conn, [key for key in keys if key in unverifiable], run_id=run_id, now=now)
+
+
+def _resolve_letters_of(conn: Connection, keys: Sequence[str], *, run_id: str | None, now: dt.datetime) -> int:
+    """Resolve the unsettled letters of delivered ``keys``: a letter naming the key itself, or naming
+    its unit (the store row it was built from: ``order:5`` for ``order:5:placed``) when the delivered
+    row was queued after the letter, i.e. rebuilt once the row was fixed; an older row of the same
+    unit delivered meanwhile proves nothing about the letter's cause."""
+    letters = unsettled_letters(conn, keys)
+    if not letters:
+        return 0
+    named = {key for _, key, _ in letters}
+    delivered = set(keys)
+    exact = [letter_id for letter_id, key, _ in letters if key in delivered]
+    by_unit: dict[str, list[str]] = {}
+    for key in keys:
+        unit = unit_of(key)
+        if unit != key and unit in named:
+            by_unit.setdefault(unit, []).append(key)
+    queued: dict[str, dt.datetime] = {}
+    for chunk in chunks([key for unit_keys in by_unit.values() for key in unit_keys], IN_LIST_SIZE):
+        queued.update(conn.execute(select(outbox.c.key, outbox.c.created_at).where(outbox.c.key.in_(chunk))).all())
+    rebuilt = [letter_id for letter_id, key, created in letters
+               if any(k in queued and queued[k] >= created for k in by_unit.get(key, ()))]
+    return resolve_letters(conn, exact + rebuilt, run_id=run_id, now=now)
+
+
+def outbox_statuses(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
+    """The outbox status of each of ``keys`` it holds."""
+    found: dict[str, str] = {}
+    for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
+        found.update(conn.execute(select(outbox.c.key, outbox.c.status).where(outbox.c.key.in_(chunk))).all())
+    return found
+
+
+def revive_dead(conn: Connection, keys: Sequence[str]) -> list[str]:
+    """Put the dead outbox rows of these keys back in the queue (their failed attempts and sends
+    reset); returns the keys revived. A row sent or verified is never touched: nothing is sent twice."""
+    dead: list[str] = []
+    for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
+        dead += conn.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)).scalars()
+    requeue_dead(conn, dead)
+    return dead
 
 
 def close_superseded(conn: Connection, superseded: dict[str, str], *, now: dt.datetime | None = None) -> int:

@@ -153,7 +153,19 @@ dead_letters = Table(
     Column("original", LongText),
     Column("created_at", Timestamp, nullable=False),
     Column("run_id", String(36)),
+    #: A letter's way (kl_sync.state.dead_letters): ``open``; ``replayed`` (its key queued again,
+    #: ``replayed_at`` by ``replayed_run_id``; ``resent_at`` once Klaviyo accepted it); ``resolved``
+    #: when its key is delivered (``resolved_at``, by ``resolved_run_id``), whatever sent it;
+    #: ``discarded`` by a person (``discarded_at``, with a ``note``).
+    Column("status", String(16), nullable=False, server_default="open"),
     Column("replayed_at", Timestamp),
+    Column("replayed_run_id", String(36)),
+    Column("resent_at", Timestamp),
+    Column("resolved_at", Timestamp),
+    Column("resolved_run_id", String(36)),
+    Column("discarded_at", Timestamp),
+    Column("note", Text),
+    Index("ix_dead_letters_status", "status", "created_at"),
 )
 
 runs = Table(

@@ -28,6 +28,7 @@ from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of
 from kl_sync.retry import OUTBOX_RETRIES, Retries
 from kl_sync.state.codec import utcnow
 from kl_sync.state.dead_letters import mark_dead
+from kl_sync.state.delivery import record_accepted
 from kl_sync.state.outbox import ClaimedItem, claim, mark_retry, mark_sent, pending_rows, release
 from kl_sync.steps.common import StepResult
 
@@ -147,6 +148,11 @@ def _record_outcomes(
                                            next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)))
                     _count(result, "retries")
         mark_sent(conn, sent, run_id=run_id)
+        # Dead letters of what Klaviyo accepted: settled when nothing reads the kind back, else noted re-sent.
+        sent_ids = set(sent)
+        accepted = [item for item in items if item.id in sent_ids]
+        record_accepted(conn, [item.key for item in accepted], run_id=run_id,
+                        unverifiable={item.key for item in accepted if kind_of(item.kind).verifier is None})
 
 
 def _count(result: StepResult, name: str, n: int = 1) -> None:

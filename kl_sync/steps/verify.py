@@ -81,7 +81,7 @@ def _verify_chunk(
     overdue = [row for row in missing if row.sent_at <= overdue_before]
     dead = {row.id: row for row in overdue if row.sends >= max_sends}
     with state.begin() as conn:
-        mark_delivered(conn, [row.key for row in delivered])
+        mark_delivered(conn, [row.key for row in delivered], run_id=run_id)
         mark_missing(conn, [row.id for row in missing if row.id not in dead])
         for item in claimed_rows(conn, list(dead)):
             mark_dead(conn, item, step="verify", reason=never_appeared(dead[item.id].sends), run_id=run_id)

@@ -103,9 +103,7 @@ def test_sent_retry_dead_and_replay(state_url):
         status = dict(conn.execute(select(outbox.c.key, outbox.c.status)).all())
         assert status == {a.key: "sent", b.key: "pending", c.key: "dead"}
     with engine.begin() as conn:
-        assert st.replay_dead_letters(conn, [c.key]) == 1
-    with engine.connect() as conn:
-        assert st.list_dead_letters(conn) == []
+        assert st.revive_dead(conn, [a.key, b.key, c.key]) == [c.key]  # only the dead row
     assert c.key in {r.key for r in st.claim(engine, limit=10, lease_seconds=60, now=soon)}
 
 
