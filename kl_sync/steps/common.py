@@ -11,6 +11,7 @@ from sqlalchemy import Row
 
 from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload, text_problem
+from kl_sync.store.readers import unreadable_problem
 
 
 class BadRow(ValueError):
@@ -37,6 +38,9 @@ _TEXT_COLUMNS = ("email", "first_name", "last_name", "schedule", "status", "box"
 def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayload:
     """The profile payload for a customer; :class:`BadRow` when they have no usable e-mail."""
     c = customer._mapping if isinstance(customer, Row) else customer
+    unreadable = unreadable_problem(c)
+    if unreadable is not None:
+        raise BadRow(f"customer {c['id']}: {unreadable}")
     for column in _TEXT_COLUMNS:
         value = c[column]
         problem = text_problem(value) if isinstance(value, str) else None

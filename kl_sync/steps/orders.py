@@ -32,7 +32,7 @@ from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, is_backfill, profile_of
 from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, lookback
-from kl_sync.store.readers import customers_by_id, order_items_by_order
+from kl_sync.store.readers import customers_by_id, order_items_by_order, unreadable_problem
 
 STREAM = "orders"
 KEY_PREFIX = "order"
@@ -102,6 +102,11 @@ def build_order_events(
     """
     o = order._mapping if isinstance(order, Row) else order
     profile = _order_profile(o, customer, tz)
+    for item in items:
+        problem = unreadable_problem(item)
+        if problem is not None:
+            i = item._mapping if isinstance(item, Row) else item
+            raise BadRow(f"order {o['id']}: line {i['id']}: {problem}")
     lines = [_item_properties(i) for i in items]
     order_properties = _order_properties(o, lines)
     total = _money(o["total"])

@@ -37,7 +37,7 @@ from kl_sync.state.dead_letters import add_dead_letters, dead_letter_keys
 from kl_sync.state.outbox import OutboxItem, enqueue
 from kl_sync.state.touched import touch_customers, touched_customer_ids, untouch_customers
 from kl_sync.steps.common import BadRow, StepResult
-from kl_sync.store.readers import STREAMS, customers_by_id, read_after
+from kl_sync.store.readers import STREAMS, customers_by_id, read_after, unreadable_problem
 
 if TYPE_CHECKING:
     from kl_sync.settings import Settings
@@ -104,8 +104,17 @@ class StoreStream:
             cursor = self.rewind(cursor, context.settings)
         where = None if self.where is None else self.where(context.settings)
         for rows in read_after(context.store, stream, cursor, chunk_size=context.settings.chunk_size, where=where):
-            done = functools.partial(set_cursor, stream=self.stream, value=stream.cursor_of(rows[-1]))
+            # The cursor stays at the chunk's last row whose cursor values are readable: a later row
+            # with, say, an updated_at that is not a date is read (and lettered) again by the next
+            # run, harmlessly, instead of a cursor no run could resume from.
+            last = next((row for row in reversed(rows) if stream.readable_cursor(row)), None)
+            done = _nothing if last is None else functools.partial(set_cursor, stream=self.stream,
+                                                                   value=stream.cursor_of(last))
             yield Chunk(rows, len(rows), done)
+
+
+def _nothing(conn: Connection) -> None:
+    """A chunk that moves no cursor."""
 
 
 def lookback(window: Callable[[Settings], dt.timedelta]) -> Rewind:
@@ -194,9 +203,13 @@ class _ChunkOutput:
 _POISON = (BadRow, PayloadProblem, RecursionError, ValueError, ArithmeticError, TypeError)
 
 
-def _built_checked(build: RowBuilder, row: Row[Any]) -> Built:
+def _built_checked(step: StreamStep, build: RowBuilder, row: Row[Any]) -> Built:
     """``build(row)`` with every item's payload encoded and checked (:func:`encode_payload`): a row is
-    queued whole or not at all (an order's events go together), so one bad item letters its row."""
+    queued whole or not at all (an order's events go together), so one bad item letters its row. A
+    row holding a value not of its column's type (:func:`unreadable_problem`) is not built."""
+    problem = unreadable_problem(row)
+    if problem is not None:
+        raise BadRow(f"{step.letter_key(row)}: {problem}")
     try:
         built = build(row)
     except BadRow:
@@ -217,7 +230,7 @@ def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder) -> _ChunkO
     out = _ChunkOutput()
     for row in rows:
         try:
-            built = _built_checked(build, row)
+            built = _built_checked(step, build, row)
         except _POISON as exc:
             reason = str(exc) if isinstance(exc, BadRow) else f"could not be built: {type(exc).__name__}: {exc}"
             out.letters.append({"key": step.letter_key(row), "step": step.name, "kind": step.kinds[0],

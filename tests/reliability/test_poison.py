@@ -152,3 +152,65 @@ def test_an_order_with_one_bad_line_is_held_whole(tmp_path: Path) -> None:
     assert {"order:1:placed", "order:1:item:11", "order:1:item:12"} <= set(letters)
     assert "held with its order (order:1)" in letters["order:1:item:11"]["reason"]
     assert waiting == []
+
+
+#: A value SQLite keeps in a typed column though it is not of that type: (table, column, row id,
+#: the SQL value planted, the dead letter's key, what its reason says).
+UNREADABLE = {
+    "a log time that is not a date": ("system_log", "created_at", 2, "'not a date'", "log:2",
+                                      "log:2: created_at is 'not a date', not a date and time"),
+    "a log time in year 0": ("system_log", "created_at", 2, "'0000-01-01 00:00:00'", "log:2", "not a date and time"),
+    "a customer id that is text": ("system_log", "customer_id", 2, "'abc'", "log:2",
+                                   "log:2: customer_id is 'abc', not an integer"),
+    "an order total that is text": ("orders", "total", 1, "'abc'", "order:1", "total is 'abc', not a finite number"),
+    "an order total of 9e999": ("orders", "total", 1, "9e999", "order:1", "total is inf, not a finite number"),
+    "a delivery date that is not a date": ("orders", "delivery_date", 1, "'soon'", "order:1",
+                                           "delivery_date is 'soon', not a date"),
+    "a line price that is text": ("order_items", "item_price", 11, "'abc'", "order:1",
+                                  "order 1: line 11: item_price is 'abc', not a finite number"),
+    "a line quantity of 1e30": ("order_items", "quantity", 11, "1e30", "order:1",
+                                "order 1: line 11: quantity is 1e+30, not an integer"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_store_value_not_of_its_column_type_fails_its_row_only(case: str, tmp_path: Path) -> None:
+    """SQLite keeps any value in any column; one that is not of its column's type used to fail the
+    query of its whole chunk (ValueError: Invalid isoformat string, TypeError: must be real number),
+    so every run crashed the same way."""
+    table, column, row_id, value, key, reason = UNREADABLE[case]
+    store = make_store(tmp_path, people=[customer(1, "a@example.com"), customer(2, "b@example.com")],
+                       logs=[log(1, 1), log(2, 2), log(3, 1)], shop_orders=[_order(1), _order(2)],
+                       lines=[_line(11, 1, 2), _line(21, 2, 1)])
+    with sqlite3.connect(tmp_path / "store.db") as raw:
+        raw.execute(f"UPDATE {table} SET {column} = {value} WHERE id = {row_id}")
+    sent, letters, waiting = sync(tmp_path, store)
+    everything = {"log:1", "log:2", "log:3", "order:1:placed", "order:1:item:11", "order:2:placed", "order:2:item:21"}
+    held = {"log:2"} if key == "log:2" else {"order:1:placed", "order:1:item:11"}
+    assert sent == everything - held
+    assert set(letters) == {key}, letters
+    assert reason in letters[key]["reason"]
+    assert waiting == []
+
+
+def test_a_customer_updated_at_that_is_not_a_date_is_lettered_and_later_runs_go_on(tmp_path: Path) -> None:
+    """The customers stream's cursor is (updated_at, id): a row whose updated_at is not a date is
+    lettered, the cursor stays at the last readable row, and the next runs neither crash nor letter it
+    twice, and still read a customer changed after it."""
+    store = make_store(tmp_path, people=[customer(1, "a@example.com"), customer(2, "b@example.com")])
+    with sqlite3.connect(tmp_path / "store.db") as raw:
+        raw.execute("UPDATE customers SET updated_at = 'garbage' WHERE id = 2")
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY)
+        run_sync(settings)
+        with sqlite3.connect(tmp_path / "store.db") as raw:
+            raw.execute("INSERT INTO customers (id, email, first_name, status, email_subscribed, has_filled_out_profile,"
+                        " created_at, updated_at) VALUES (3, 'c@example.com', 'Cy', 'Active', 1, 0,"
+                        " '2026-11-01 09:00:00', '2026-11-01 09:00:00')")
+        run_sync(settings)
+        profiles = {p["email"] for p in emu.profiles()}
+    with open_state(settings.state_url).connect() as conn:
+        letters = [d for d in state_store.list_dead_letters(conn)]
+    assert {"a@example.com", "c@example.com"} <= profiles and "b@example.com" not in profiles
+    assert [(d["key"], d["step"]) for d in letters if d["step"] == "customers"] == [("profile:2", "customers")]
+    assert "updated_at is 'garbage', not a date and time" in letters[0]["reason"]
