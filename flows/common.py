@@ -53,7 +53,10 @@ _STEP_LOG = {
 def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
     """One of parse, orders, customers, suppress (named after it in the run's task list)."""
     counts = pipeline.run_step(run, step).as_dict()
-    get_run_logger().info(_STEP_LOG[step], counts)
+    if "skipped" in counts:  # another run holds the store lock
+        get_run_logger().info("%s: %s", step, counts["skipped"])
+    else:
+        get_run_logger().info(_STEP_LOG[step], counts)
     return counts
 
 

@@ -9,6 +9,7 @@ local emulator.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import list_dead_letters
 from kl_sync.state.delivery import delivery_counts
+from kl_sync.state.locks import STORE_LOCK, release_lock, renew_lock, take_lock
 from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import iter_pending, pending_count
-from kl_sync.state.runs import finish_run, start_run
+from kl_sync.state.runs import finish_run, heartbeat, start_run
 from kl_sync.steps.common import StepResult
 from kl_sync.steps.consent import consent_report, read_consent
 from kl_sync.steps.customers import CUSTOMERS
@@ -73,6 +75,54 @@ def quality_rows(result: StepResult) -> list[dict[str, Any]]:
     return rows
 
 
+class Heartbeat:
+    """A daemon thread saying, every ``every`` seconds, that this run is alive: the run's
+    ``heartbeat_at`` and the store lock while it holds it. A run that dies stops beating, so what it
+    held (the lock) is free once its heartbeat is older than the staleness limit."""
+
+    def __init__(self, state: Engine, run_id: str, every: float) -> None:
+        self._state = state
+        self._run_id = run_id
+        self._every = every
+        self._stop = threading.Event()
+        self.locks: set[str] = set()
+        self._thread = threading.Thread(target=self._beat, name=f"kl-sync-heartbeat-{run_id[:8]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self._every + 5)
+
+    def beat(self) -> None:
+        with self._state.begin() as conn:
+            heartbeat(conn, self._run_id)
+        for name in list(self.locks):
+            if not renew_lock(self._state, name, self._run_id):
+                self.locks.discard(name)
+
+    def _beat(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        while not self._stop.wait(self._every):
+            # A state database away for a moment must not kill the run: the next beat tries again
+            # (and if it stays away, the run's own writes fail and say so).
+            with suppress(DBAPIError):
+                self.beat()
+
+
+def heartbeat_every(settings: Settings) -> float:
+    """How often a run beats: four times per lease, so one missed beat never lets anything expire."""
+    return max(1.0, settings.lease_seconds / 4)
+
+
+def stale_after(settings: Settings) -> dt.timedelta:
+    """How old a heartbeat says its run is dead: two lease periods (eight missed beats)."""
+    return dt.timedelta(seconds=2 * settings.lease_seconds)
+
+
 @dataclass
 class SyncRun:
     settings: Settings
@@ -86,6 +136,10 @@ class SyncRun:
     verify_since: dt.datetime | None = None
     results: dict[str, StepResult] = field(default_factory=dict)
     client_stats: dict[str, Any] = field(default_factory=dict)
+    heartbeat: Heartbeat | None = None
+    #: Why this run skips the store-reading steps (another run holds the store lock); None: it
+    #: holds the lock, or has not needed it yet.
+    store_skipped: str | None = None
 
     def counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = {}
@@ -142,19 +196,48 @@ def start_sync(
     with state.begin() as conn:
         run_id = start_run(conn, steps=chosen, dry_run=dry_run)
     since = None if verify_since is None else naive_utc(verify_since)
-    return SyncRun(settings, store, state, run_id, chosen, from_start, dry_run, since)
+    run = SyncRun(settings, store, state, run_id, chosen, from_start, dry_run, since)
+    run.heartbeat = Heartbeat(state, run_id, heartbeat_every(settings))
+    run.heartbeat.start()
+    return run
 
 
 def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str, Any]:
     status = "failed" if error else "ok"
-    with run.state.begin() as conn:
-        finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
+    if run.heartbeat is not None:
+        run.heartbeat.stop()
+    try:
+        with run.state.begin() as conn:
+            finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
+    finally:
+        release_lock(run.state, STORE_LOCK, run.run_id)
     return run.counts()
 
 
+def _store_skipped(run: SyncRun) -> str | None:
+    """Take the store lock for this run's store-reading steps (once); the line saying why they are
+    skipped when another live run holds it. Two runs reading the store at once would only queue the
+    same keys twice over (the upserts make that harmless), at twice the cost on the store."""
+    if run.store_skipped is not None or (run.heartbeat is not None and STORE_LOCK in run.heartbeat.locks):
+        return run.store_skipped
+    holder = take_lock(run.state, STORE_LOCK, run.run_id, stale_after=stale_after(run.settings))
+    if holder is None:
+        if run.heartbeat is not None:
+            run.heartbeat.locks.add(STORE_LOCK)
+        return None
+    run.store_skipped = (f"store steps skipped: run {holder.run_id} holds the store lock since "
+                         f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC")
+    return run.store_skipped
+
+
 def run_step(run: SyncRun, step: str) -> StepResult:
-    """Run one of the store-reading steps for this run (send needs a client: :func:`run_send`)."""
+    """Run one of the store-reading steps for this run (send needs a client: :func:`run_send`); a
+    step another run is running already is skipped (its result says so, under ``skipped``)."""
     declared = STORE_STEPS[step]
+    skipped = _store_skipped(run)
+    if skipped is not None:
+        result = run.results[step] = StepResult(step, details={"skipped": skipped})
+        return result
     with step_progress(f"{declared.name}: {declared.progress_label}") as progress:
         result = declared.run(run.store, run.state, run.settings, from_start=run.from_start, run_id=run.run_id,
                               progress=progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import datetime as dt
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,5 +27,10 @@ def run_sync(
     """The same steps in the same order as the flow, the run recorded as ok or failed with its
     reason. Returns the run's counts; re-raises what stopped it."""
     open_client = functools.partial(klaviyo_client, settings, api_key=api_key, limiter=limiter)
-    return run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run,
-                        verify_since=verify_since)
+    counts = run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run,
+                          verify_since=verify_since)
+    # Another run held the store lock: say so once (the run still sent what was due).
+    skipped = next((c["skipped"] for c in counts.values() if isinstance(c, dict) and "skipped" in c), None)
+    if skipped is not None:
+        print(f"kl-sync: {skipped}", file=sys.stderr)
+    return counts

@@ -1,4 +1,7 @@
-"""The ``cursors`` table: where each store-reading step has got to in its stream."""
+"""The ``cursors`` table: where each store-reading step has got to in its stream.
+
+A cursor only moves forward: two runs reading the same stream (overlapping runs, a ``--from-start``
+re-read, a lookback) each commit the place they reached, and the one further on wins."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from kl_sync.state.codec import utcnow
+from kl_sync.state.inserts import bound, insert_ignoring_duplicates
 from kl_sync.state.tables import cursors
 
 
@@ -19,14 +23,42 @@ def get_cursor(conn: Connection, stream: str) -> list[Any] | None:
 
 
 def set_cursor(conn: Connection, stream: str, value: Sequence[Any]) -> None:
-    """Upsert the cursor; callers only ever move it forward, in the transaction of what it covers."""
-    text_value = json.dumps([_cursor_value(v) for v in value])
+    """Move the cursor to ``value`` (in the transaction of what it covers) unless it is already
+    further on: another run may have committed a later place meanwhile."""
+    values = [_cursor_value(v) for v in value]
+    text_value = json.dumps(values)
     now = utcnow()
-    updated = conn.execute(
-        update(cursors).where(cursors.c.stream == stream).values(value=text_value, updated_at=now)
-    ).rowcount
-    if not updated:
-        conn.execute(insert(cursors).values(stream=stream, value=text_value, updated_at=now))
+    # The write comes first: it takes the row (on SQLite, the database) for this transaction, so the
+    # value read next is the latest committed one and no other run moves it before this commit.
+    insert_ignoring_duplicates(conn, cursors, ("stream", "value", "updated_at"),
+                               [(stream, text_value, bound(conn, cursors.c.updated_at, now))], "stream")
+    current = conn.execute(select(cursors.c.value).where(cursors.c.stream == stream).with_for_update()).scalar()
+    if current is not None and current != text_value and not _ahead(values, json.loads(current)):
+        return
+    conn.execute(update(cursors).where(cursors.c.stream == stream).values(value=text_value, updated_at=now))
+
+
+def _ahead(value: Sequence[Any], current: Sequence[Any]) -> bool:
+    """Whether ``value`` is further on in its stream than ``current`` (both as stored). A cursor of
+    another shape (the stream's columns changed) is not comparable: the new one is taken."""
+    try:
+        return _position(value) > _position(current)
+    except TypeError:
+        return True
+
+
+def _position(value: Sequence[Any]) -> tuple[Any, ...]:
+    """A stored cursor as comparable values: ISO timestamps as datetimes (text order breaks on a
+    value stored without its fraction), numbers as numbers."""
+    out: list[Any] = []
+    for v in value:
+        if isinstance(v, str):
+            try:
+                v = dt.datetime.fromisoformat(v)
+            except ValueError:
+                pass
+        out.append(v)
+    return tuple(out)
 
 
 def reset_cursor(conn: Connection, stream: str) -> None:

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from kl_sync.klaviyo.limits import ENDPOINT_LIMITS, EndpointLimits, scaled_windows
+from kl_sync.state.inserts import insert_ignoring_duplicates
 from kl_sync.state.tables import rate_limit_endpoints, rate_limit_sends
 
 
@@ -108,16 +108,11 @@ class StateRateLimiter:
             conn.execute(update(rate_limit_sends).where(rate_limit_sends.c.id == slot).values(sent_at=self._clock()))
 
     def _ensure_row(self, endpoint: str) -> None:
+        """The endpoint's row, created by whichever worker comes first (an upsert: two workers
+        starting together must not trip on its primary key)."""
         if endpoint in self._known:
             return
-        with self._engine.connect() as conn:
-            exists = conn.execute(
-                select(rate_limit_endpoints.c.endpoint).where(rate_limit_endpoints.c.endpoint == endpoint)
-            ).first()
-        if exists is None:
-            try:
-                with self._engine.begin() as conn:
-                    conn.execute(insert(rate_limit_endpoints).values(endpoint=endpoint, acquisitions=0))
-            except IntegrityError:
-                pass  # another worker created it first
+        with self._engine.begin() as conn:
+            insert_ignoring_duplicates(conn, rate_limit_endpoints, ("endpoint", "acquisitions"), [(endpoint, 0)],
+                                       "endpoint")
         self._known.add(endpoint)

@@ -15,10 +15,17 @@ from kl_sync.state.tables import runs
 
 def start_run(conn: Connection, *, steps: Sequence[str], dry_run: bool = False, run_id: str | None = None) -> str:
     run_id = run_id or str(uuid.uuid4())
+    now = utcnow()
     conn.execute(
-        insert(runs).values(id=run_id, started_at=utcnow(), status="running", steps=",".join(steps), dry_run=dry_run)
+        insert(runs).values(id=run_id, started_at=now, heartbeat_at=now, status="running", steps=",".join(steps),
+                            dry_run=dry_run)
     )
     return run_id
+
+
+def heartbeat(conn: Connection, run_id: str) -> None:
+    """The run is alive (its heartbeat thread, every few seconds while it runs)."""
+    conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == "running").values(heartbeat_at=utcnow()))
 
 
 def finish_run(conn: Connection, run_id: str, *, status: str, counts: dict[str, Any], error: str | None = None) -> None:

@@ -174,13 +174,26 @@ runs = Table(
     Column("id", String(36), primary_key=True),
     Column("started_at", Timestamp, nullable=False),
     Column("finished_at", Timestamp),
-    #: running, ok, failed
+    #: running, ok, failed, interrupted (a signal stopped it), abandoned (it died: its heartbeat stopped)
     Column("status", String(16), nullable=False),
     Column("steps", String(200), nullable=False),
     Column("dry_run", Boolean, nullable=False, default=False),
     #: JSON object of counters (rows parsed, events sent, …).
     Column("counts", Text),
     Column("error", Text),
+    #: When the run last said it was alive (its heartbeat thread, while it runs); NULL before 0008.
+    Column("heartbeat_at", Timestamp),
+)
+
+#: Named locks (kl_sync.state.locks): the store-reading steps of one run at a time take ``store``.
+#: A lock whose heartbeat is older than its run's staleness limit belongs to a dead run.
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("acquired_at", Timestamp, nullable=False),
+    Column("heartbeat_at", Timestamp, nullable=False),
 )
 
 #: The shared rate limiter (kl_sync.state.rate_limit): a row per endpoint that serialises acquiring,
