@@ -1,5 +1,5 @@
 """kl-sync's own database, one module per table: ``cursors``, ``outbox``, ``touched``,
-``order_lifecycle``, ``dead_letters``, ``runs`` (and ``rate_limit``'s two tables); ``delivery`` is
+``order_lifecycle``, ``dead_letters``, ``runs``, ``locks`` (and ``rate_limit``'s two tables); ``delivery`` is
 the outbox's verification (what "delivered" means); ``tables`` is the schema, ``migrate`` applies its
 Alembic migrations, ``codec`` and ``inserts`` are what they share.
 
