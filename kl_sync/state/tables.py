@@ -181,7 +181,7 @@ runs = Table(
     #: JSON object of counters (rows parsed, events sent, …).
     Column("counts", Text),
     Column("error", Text),
-    #: When the run last said it was alive (its heartbeat thread, while it runs); NULL before 0008.
+    #: When the run last said it was alive (its heartbeat thread, while it runs); NULL before 0010_leases.
     Column("heartbeat_at", Timestamp),
 )
 

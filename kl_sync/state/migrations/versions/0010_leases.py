@@ -6,8 +6,8 @@ belongs to a dead run and may be taken over. ``runs.heartbeat_at``: when a runni
 it was alive (a ``running`` run with an old heartbeat was killed: the next run records it
 ``abandoned``).
 
-Revision ID: 0008_leases
-Revises: 0007_customers
+Revision ID: 0010_leases
+Revises: 0009_dead_letters
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0008_leases"
-down_revision = "0007_customers"
+revision = "0010_leases"
+down_revision = "0009_dead_letters"
 branch_labels = None
 depends_on = None
 
