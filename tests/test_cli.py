@@ -57,10 +57,13 @@ def test_quality_check_and_dead_letter_replay(tmp_path, monkeypatch, capsys):
     assert main(["dead-letters", "list", "--json"]) == 0
     (letter,) = json.loads(capsys.readouterr().out)
     assert letter["key"] == "log:2" and "email is invalid" in letter["reason"]
-    assert main(["dead-letters", "replay", "log:2"]) == 0
-    assert capsys.readouterr().out.strip() == "log:2: queued"
+    assert main(["dead-letters", "discard", "log:2", "--note", "a test address"]) == 0
+    assert capsys.readouterr().out.strip() == "discarded 1 dead letter(s) (a test address)"
     assert main(["dead-letters", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert main(["dead-letters", "list", "--all", "--json"]) == 0
+    (letter,) = json.loads(capsys.readouterr().out)
+    assert (letter["status"], letter["note"]) == ("discarded", "a test address")
     assert main(["dead-letters", "replay", "nosuch:key"]) == 2
     assert capsys.readouterr().out.strip() == "nosuch:key: not found: no open dead letter has this key"
 

@@ -63,8 +63,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from kl_sync.state.dead_letters import UNSETTLED
     from kl_sync.steps.replay import FAILING, NOT_FOUND, replay_letters
 
-    engine = st.open_state(get_settings().state_url)
-    outcomes = replay_letters(engine, selection_of(args, statuses=UNSETTLED))
+    from kl_sync.store.readers import store_engine
+
+    settings = get_settings()
+    selection = selection_of(args, statuses=UNSETTLED)
+    engine = st.open_state(settings.state_url)
+    with engine.begin() as conn:
+        run_id = st.start_run(conn, steps=["replay"])
+    outcomes = replay_letters(engine, selection, store=store_engine(settings.store_url), settings=settings,
+                              run_id=run_id)
+    counts = {o: sum(1 for r in outcomes if r.outcome == o) for o in {r.outcome for r in outcomes}}
+    with engine.begin() as conn:
+        st.finish_run(conn, run_id, status="ok", counts={"replay": counts})
     for outcome in outcomes:
         print(f"{outcome.key}: {outcome.line()}")
     if not outcomes:

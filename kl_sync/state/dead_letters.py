@@ -22,6 +22,7 @@ that could not be built at all, the row's own key (``order:<id>``, ``profile:<cu
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,22 @@ def unit_of(key: str) -> str:
     ``order:5``, ``profile:3:<stamp>:suppress:<email>`` -> ``profile:3``, ``log:6`` -> ``log:6``."""
     prefix, _, rest = key.partition(":")
     return f"{prefix}:{rest.partition(':')[0]}" if rest else key
+
+
+#: The change stamp a customer's keys carry (``updated_at`` in ISO 8601), after ``profile:<id>:``.
+_STAMP = re.compile(r"^(profile:[^:]+:)\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d)?")
+
+
+def rebuilds(letter_key: str, key: str) -> bool:
+    """Whether ``key``, queued after a letter naming ``letter_key``, is a later build of what the
+    letter could not deliver: ``letter_key`` itself, anything built from the row when the letter
+    names the row (``order:5`` -> ``order:5:placed``), or the same key of a later change of the row
+    (``profile:3:<stamp>`` -> ``profile:3:<later stamp>``: a profile carries the CURRENT attributes)."""
+    if key == letter_key:
+        return True
+    if unit_of(key) != unit_of(letter_key):
+        return False
+    return letter_key == unit_of(letter_key) or _STAMP.sub(r"\1*", letter_key) == _STAMP.sub(r"\1*", key)
 
 
 def mark_dead(conn: Connection, item: ClaimedItem, *, step: str, reason: str, run_id: str | None = None) -> None:
@@ -88,6 +105,7 @@ def add_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]], *, run
         [
             {
                 "key": letter["key"][:255],
+                "unit": unit_of(letter["key"])[:255],
                 "step": letter["step"],
                 "kind": letter.get("kind"),
                 "reason": letter["reason"],
@@ -177,16 +195,17 @@ def note_resent(conn: Connection, keys: Sequence[str], *, now: dt.datetime | Non
 
 
 def unsettled_letters(conn: Connection, keys: Iterable[str]) -> list[tuple[int, str, dt.datetime]]:
-    """``(id, key, created_at)`` of the unsettled letters that name one of ``keys`` or its unit.
-    One indexed query per thousand names, finding nothing when nothing failed."""
-    names = sorted({name for key in keys for name in (key, unit_of(key))})
+    """``(id, key, created_at)`` of the unsettled letters of the units of ``keys`` (the letters a
+    delivery of them may settle). One indexed query per thousand units, finding nothing when
+    nothing failed."""
+    units = sorted({unit_of(key) for key in keys})
     found: list[tuple[int, str, dt.datetime]] = []
-    for chunk in chunks(names, IN_LIST_SIZE):
-        found += [tuple(row) for row in conn.execute(
+    for chunk in chunks(units, IN_LIST_SIZE):
+        found += [(letter_id, key, created) for letter_id, key, created in conn.execute(
             select(dead_letters.c.id, dead_letters.c.key, dead_letters.c.created_at)
-            .where(dead_letters.c.key.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
+            .where(dead_letters.c.unit.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
         )]
-    return found  # type: ignore[return-value]
+    return found
 
 
 def resolve_letters(conn: Connection, ids: Sequence[int], *, run_id: str | None = None,

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
-from kl_sync.state.codec import loads, utcnow
-from kl_sync.state.dead_letters import note_resent, resolve_letters, unit_of, unsettled_letters
-from kl_sync.state.outbox import ClaimedItem, requeue_dead
+from kl_sync.state.codec import dumps, loads, utcnow
+from kl_sync.state.dead_letters import note_resent, rebuilds, resolve_letters, unit_of, unsettled_letters
+from kl_sync.state.outbox import ClaimedItem, OutboxItem, event_facts, requeue_dead
 from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
 
 
@@ -127,27 +127,26 @@ def record_accepted(conn: Connection, keys: Sequence[str], *, unverifiable: Coll
 
 
 def _resolve_letters_of(conn: Connection, keys: Sequence[str], *, run_id: str | None, now: dt.datetime) -> int:
-    """Resolve the unsettled letters of delivered ``keys``: a letter naming the key itself, or naming
-    its unit (the store row it was built from: ``order:5`` for ``order:5:placed``) when the delivered
-    row was queued after the letter, i.e. rebuilt once the row was fixed; an older row of the same
-    unit delivered meanwhile proves nothing about the letter's cause."""
+    """Resolve the unsettled letters that delivering ``keys`` settles: a letter naming the key itself,
+    or one the key is a later build of (:func:`~kl_sync.state.dead_letters.rebuilds`: its store row
+    rebuilt once fixed) when its row was queued after the letter. An older row of the same unit
+    delivered meanwhile proves nothing about the letter's cause."""
     letters = unsettled_letters(conn, keys)
     if not letters:
         return 0
-    named = {key for _, key, _ in letters}
     delivered = set(keys)
-    exact = [letter_id for letter_id, key, _ in letters if key in delivered]
     by_unit: dict[str, list[str]] = {}
-    for key in keys:
-        unit = unit_of(key)
-        if unit != key and unit in named:
-            by_unit.setdefault(unit, []).append(key)
+    for key in delivered:
+        by_unit.setdefault(unit_of(key), []).append(key)
+    settled = [letter_id for letter_id, key, _ in letters if key in delivered]
+    later = {letter_id: (key, created, [k for k in by_unit.get(unit_of(key), ()) if rebuilds(key, k)])
+             for letter_id, key, created in letters if key not in delivered}
     queued: dict[str, dt.datetime] = {}
-    for chunk in chunks([key for unit_keys in by_unit.values() for key in unit_keys], IN_LIST_SIZE):
+    for chunk in chunks(sorted({k for _, _, builds in later.values() for k in builds}), IN_LIST_SIZE):
         queued.update(conn.execute(select(outbox.c.key, outbox.c.created_at).where(outbox.c.key.in_(chunk))).all())
-    rebuilt = [letter_id for letter_id, key, created in letters
-               if any(k in queued and queued[k] >= created for k in by_unit.get(key, ()))]
-    return resolve_letters(conn, exact + rebuilt, run_id=run_id, now=now)
+    settled += [letter_id for letter_id, (_, created, builds) in later.items()
+                if any(k in queued and queued[k] >= created for k in builds)]
+    return resolve_letters(conn, settled, run_id=run_id, now=now)
 
 
 def outbox_statuses(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
@@ -156,6 +155,25 @@ def outbox_statuses(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
     for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
         found.update(conn.execute(select(outbox.c.key, outbox.c.status).where(outbox.c.key.in_(chunk))).all())
     return found
+
+
+def revive_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, run_id: str | None = None) -> set[str]:
+    """Put dead outbox rows back in the queue with the payloads rebuilt for them from the store's
+    current data (a replay, a re-read from the start), their failed attempts and sends reset. A row
+    that is not dead (queued, sent, verified) is never touched: nothing is sent twice. Returns the
+    keys revived."""
+    now = utcnow()
+    revived: set[str] = set()
+    for item in items:
+        metric, when = event_facts(item.payload)
+        if conn.execute(
+            update(outbox).where(outbox.c.key == item.key, outbox.c.status == DEAD)
+            .values(payload=dumps(item.payload) if item.text is None else item.text, metric=metric, event_time=when,
+                    status=PENDING, attempts=0, sends=0, checked_at=None, next_attempt_at=now, last_error=None,
+                    lease_owner=None, lease_expires_at=None, run_id=run_id)
+        ).rowcount:
+            revived.add(item.key)
+    return revived
 
 
 def revive_dead(conn: Connection, keys: Sequence[str]) -> list[str]:

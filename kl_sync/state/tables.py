@@ -145,7 +145,10 @@ dead_letters = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("key", String(255), nullable=False, index=True),
-    #: Which step gave up: parse, orders, suppress, quality, send.
+    #: The store row the key was built from (kl_sync.state.dead_letters.unit_of): what delivery looks
+    #: letters up by.
+    Column("unit", String(255), nullable=False, index=True),
+    #: Which step gave up: parse, orders, customers, suppress, quality, send, verify.
     Column("step", String(32), nullable=False),
     Column("kind", String(32)),
     Column("reason", Text, nullable=False),

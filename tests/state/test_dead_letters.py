@@ -16,12 +16,13 @@ from kl_sync.state.dead_letters import (
     Selection,
     letter_counts,
     letters_by_reason,
+    mark_replayed,
+    rebuilds,
     resolved_by_run,
     unit_of,
 )
 from kl_sync.state.migrate import MIGRATIONS, downgrade, head_revision, open_state, upgrade
 from kl_sync.state.tables import dead_letters, outbox
-from kl_sync.steps.replay import FAILING, NOT_FOUND, QUEUED, replay_letters
 
 
 def _event(key):
@@ -35,8 +36,10 @@ def _letters(engine):
 
 def _send(engine, keys, run_id="send-run", unverifiable=()):
     """Claim and mark sent the rows with ``keys``, as the sender does on a 2xx."""
-    claimed = [c for c in st.claim(engine, limit=100, lease_seconds=60) if c.key in keys]
+    every = st.claim(engine, limit=100, lease_seconds=60)
+    claimed = [c for c in every if c.key in keys]
     with engine.begin() as conn:
+        st.release(conn, [c.id for c in every if c.key not in keys])
         st.mark_sent(conn, [c.id for c in claimed], run_id=run_id)
         delivery.record_accepted(conn, [c.key for c in claimed], unverifiable=set(unverifiable), run_id=run_id)
     return claimed
@@ -58,8 +61,9 @@ def test_a_rejected_row_is_open_then_replayed_then_resolved_once_verified(state_
         st.release(conn, [second.id])
     assert _letters(engine)["log:1"].status == OPEN
 
-    (outcome,) = replay_letters(engine, Selection(("log:1",), statuses=(OPEN, REPLAYED)), run_id="replay-run")
-    assert outcome.outcome == QUEUED
+    with engine.begin() as conn:
+        assert delivery.revive_dead(conn, ["log:1", "log:2"]) == ["log:1"]
+        assert mark_replayed(conn, ["log:1"], run_id="replay-run") == 1
     letter = _letters(engine)["log:1"]
     assert (letter.status, letter.replayed_run_id, letter.resent_at) == (REPLAYED, "replay-run", None)
     assert letter.replayed_at is not None
@@ -155,16 +159,6 @@ def test_a_person_discards_letters_with_a_note_and_delivery_leaves_them(state_ur
     assert (summary["letters"], summary["example"]) == (1, "log:9")
 
 
-def test_replay_never_closes_a_letter_it_could_not_queue_and_an_unknown_key_is_not_found(state_url):
-    engine = open_state(state_url)
-    with engine.begin() as conn:
-        st.add_dead_letter(conn, key="log:6", step="parse", kind="log_event", reason="malformed e-mail",
-                           original={"id": 6})
-    outcomes = replay_letters(engine, Selection(("log:6", "nosuch:key"), statuses=(OPEN, REPLAYED)))
-    assert [(o.key, o.outcome) for o in outcomes] == [("log:6", FAILING), ("nosuch:key", NOT_FOUND)]
-    assert _letters(engine)["log:6"].status == OPEN
-
-
 def test_the_migration_carries_letters_over(state_url):
     """Before 0009 a replayed letter had only ``replayed_at``; one whose key is verified since is resolved."""
     from alembic.config import Config
@@ -189,3 +183,20 @@ def test_the_migration_carries_letters_over(state_url):
     letters = _letters(engine)
     assert {key: row.status for key, row in letters.items()} == {"log:1": RESOLVED, "log:2": REPLAYED, "log:3": OPEN}
     assert letters["log:1"].resolved_at == now
+
+
+def test_a_profile_letter_resolves_when_a_later_change_of_the_customer_is_delivered(state_url):
+    """A profile carries the customer's CURRENT attributes: the profile of their next change (the row
+    fixed) settles the letter of the previous one; another customer's or an older one does not."""
+    engine = open_state(state_url)
+    old, new, other = "profile:3:2026-01-02T03:04:05", "profile:3:2026-01-03T09:00:00.250000", "profile:31:2026-01-04T00:00:00"
+    with engine.begin() as conn:
+        st.add_dead_letter(conn, key=old, step="quality", kind="profile",
+                           reason="failed data-quality expectations: expect_column_values_to_be_in_set(status)",
+                           original={})
+        st.enqueue(conn, [st.OutboxItem(k, "profile", {"email": "a@example.com"}) for k in (new, other)])
+    _send(engine, {other}, unverifiable={other})
+    assert _letters(engine)[old].status == OPEN
+    _send(engine, {new}, unverifiable={new})
+    assert _letters(engine)[old].status == RESOLVED
+    assert rebuilds(old, new) and not rebuilds(old, other) and not rebuilds(old, f"{new}:suppress:a@example.com")
