@@ -21,7 +21,7 @@ from sqlalchemy import Connection, and_, case, func, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.state.codec import dumps, loads, utcnow
-from kl_sync.state.dead_letters import note_resent, rebuilds, resolve_letters, unit_of, unsettled_letters
+from kl_sync.state.dead_letters import mark_replayed, note_resent, rebuilds, resolve_letters, unit_of, unsettled_letters
 from kl_sync.state.outbox import ClaimedItem, OutboxItem, event_facts, requeue_dead
 from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
 
@@ -155,6 +155,37 @@ def outbox_statuses(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
     for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
         found.update(conn.execute(select(outbox.c.key, outbox.c.status).where(outbox.c.key.in_(chunk))).all())
     return found
+
+
+def dead_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` the outbox holds dead."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
+        found.update(conn.execute(select(outbox.c.key).where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)).scalars())
+    return found
+
+
+def requeue_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, changed_only: bool,
+                    run_id: str | None = None) -> set[str]:
+    """A step re-read rows whose keys are in the outbox already (``sync --from-start``, a lookback):
+    those it holds dead are revived with the payloads just built from the store's current data, and
+    their open letters become ``replayed`` by ``run_id``. With ``changed_only``, only a payload that
+    differs from the dead one (its row was fixed): an unchanged row would fail the same way again.
+    A row queued, sent or verified is never touched. Returns the keys revived. One query per
+    thousand keys when none is dead."""
+    if not items:
+        return set()
+    stored: dict[str, str] = {}
+    for chunk in chunks(sorted({item.key for item in items}), IN_LIST_SIZE):
+        stored.update(conn.execute(select(outbox.c.key, outbox.c.payload)
+                                   .where(outbox.c.key.in_(chunk), outbox.c.status == DEAD)).all())
+    if not stored:
+        return set()
+    rebuilt = [item for item in items if item.key in stored
+               and not (changed_only and (dumps(item.payload) if item.text is None else item.text) == stored[item.key])]
+    revived = revive_rebuilt(conn, rebuilt, run_id=run_id)
+    mark_replayed(conn, sorted(revived), run_id=run_id)
+    return revived
 
 
 def revive_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, run_id: str | None = None) -> set[str]:

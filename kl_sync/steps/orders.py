@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Row
 from kl_sync.normalize import klaviyo_time
 from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload, ProfilePayload
 from kl_sync.state.codec import utcnow
+from kl_sync.state.delivery import dead_keys
 from kl_sync.state.order_lifecycle import known_states, record_states
 from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, is_backfill, profile_of
@@ -156,12 +157,21 @@ def _prepare(context: StepContext, rows: list[Row[Any]]) -> RowBuilder:
     settings, tz = context.settings, context.settings.tz
     with context.state.connect() as conn:
         known = known_states(conn, [row.id for row in rows])
-    changed = [row for row in rows if events_due(row.status, known.get(row.id))]
+        # An order with a dead event is rebuilt whole from its current row, as if new (kl-sync keeps
+        # what was sent: those keys are skipped); the outbox revives the dead rows (requeue_rebuilt).
+        dead = {int(key.split(":")[1]) for key in dead_keys(conn, [
+            f"{KEY_PREFIX}:{row.id}:{suffix}" for row in rows if row.id in known
+            for suffix in ("placed", *(suffix for _, suffix in FINAL_EVENTS.values()))])}
+
+    def due_of(row: Row[Any]) -> list[str]:
+        return events_due(row.status, None if row.id in dead else known.get(row.id))
+
+    changed = [row for row in rows if due_of(row)]
     items_by_order = order_items_by_order(context.store, [row.id for row in changed])
     customers = customers_by_id(context.store, (row.customer_id for row in changed), PROFILE_COLUMNS)
 
     def build(row: Row[Any]) -> Built:
-        due = events_due(row.status, known.get(row.id))
+        due = due_of(row)
         if not due:
             return Built()
         events = build_order_events(

@@ -34,6 +34,7 @@ from kl_sync.payloads import printable, printable_value
 from kl_sync.state.codec import PayloadProblem, encode_payload
 from kl_sync.state.cursors import get_cursor, parse_cursor_datetime, set_cursor
 from kl_sync.state.dead_letters import add_dead_letters, dead_letter_keys
+from kl_sync.state.delivery import requeue_rebuilt
 from kl_sync.state.outbox import OutboxItem, enqueue
 from kl_sync.state.touched import touch_customers, touched_customer_ids, untouch_customers
 from kl_sync.steps.common import BadRow, StepResult
@@ -181,7 +182,7 @@ class StreamStep:
         result = StepResult(self.name)
         for chunk in self.source.chunks(context, from_start=from_start):
             out = _build(self, chunk.rows, self.prepare(context, chunk.rows))
-            _commit(state, self, chunk, out, result, run_id)
+            _commit(state, self, chunk, out, result, run_id, from_start=from_start)
             result.rows_read += chunk.read
             if self.rows_detail is not None:
                 result.details[self.rows_detail] = result.rows_read
@@ -244,10 +245,13 @@ def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder) -> _ChunkO
 
 
 def _commit(state: Engine, step: StreamStep, chunk: Chunk, out: _ChunkOutput, result: StepResult,
-            run_id: str | None) -> None:
+            run_id: str | None, *, from_start: bool = False) -> None:
     """The chunk's outbox rows, dead letters, step state, touched customers and cursor, in ONE transaction."""
     with state.begin() as conn:
         new_keys = enqueue(conn, out.items, run_id=run_id)
+        # A dead key met again is rebuilt from this read (always from the start, else if it changed).
+        new_keys |= requeue_rebuilt(conn, [item for item in out.items if item.key not in new_keys],
+                                    changed_only=not from_start, run_id=run_id)
         # A re-read (--from-start, a lookback) must not dead-letter the same row twice.
         known = dead_letter_keys(conn, [d["key"] for d in out.letters], step=step.name)
         letters = [d for d in out.letters if d["key"] not in known]

@@ -153,3 +153,23 @@ def test_a_malformed_email_fixed_in_the_store_arrives_by_replay_or_by_from_start
             "log:6": ["resolved"], "log:7": ["resolved"], "order:2": ["resolved"]}
         (event,) = [e for e in emu.events() if e["unique_id"] == "log:6"]
         assert event["profile_email"] == "c3@example.com"
+
+
+def test_a_paused_customer_fixed_in_the_store_arrives_once_by_from_start(tmp_path):
+    """``sync --from-start`` meets the dead keys again: it rebuilds them from the current rows instead
+    of skipping them (log events and the order's whole unit), and what was sent is never sent twice."""
+    store_url = make_store(tmp_path, people=[_customer(1, "a@example.com"), _customer(2, "p@example.com", "Paused")],
+                           logs=[_log(1, 1), _log(2, 2), _log(3, 2)], shop_orders=[_order(1, 2), _order(2, 1)],
+                           lines=[_line(11, 1), _line(21, 2)])
+    paused = ["log:2", "log:3", "order:1:placed", "order:1:item:11"]
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store_url, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY,
+                                verify_after="PT0S", verify_grace="PT0S")
+        run_sync(settings, from_start=True)
+        assert all(_letters(settings.state_url)[key] == ["open"] for key in paused)
+        _fix_customer(store_url, 2, status="Active")
+        counts = run_sync(settings, from_start=True)
+        assert counts["parse"]["queued"] == 2 and counts["orders"]["queued"] == 2, counts
+        _delivered_once(emu, ["log:1", "order:2:placed", "order:2:item:21", *paused])
+        letters = _letters(settings.state_url)
+        assert all(letters[key] == ["resolved"] for key in paused), letters

@@ -200,3 +200,29 @@ def test_a_profile_letter_resolves_when_a_later_change_of_the_customer_is_delive
     _send(engine, {new}, unverifiable={new})
     assert _letters(engine)[old].status == RESOLVED
     assert rebuilds(old, new) and not rebuilds(old, other) and not rebuilds(old, f"{new}:suppress:a@example.com")
+
+
+def test_a_re_read_revives_a_dead_key_from_the_start_or_when_its_row_changed(state_url):
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, [_event("log:1"), _event("log:2")])
+    dead, sent = st.claim(engine, limit=10, lease_seconds=60)
+    with engine.begin() as conn:
+        st.mark_dead(conn, dead, step="quality", reason="failed data-quality expectations: status")
+        st.mark_sent(conn, [sent.id])
+    same = [_event("log:1"), _event("log:2")]
+    changed = st.OutboxItem("log:1", "log_event", {**same[0].payload, "profile": {"email": "fixed@example.com"}})
+    with engine.begin() as conn:
+        # A lookback meeting the same rows: an unchanged dead row would fail the same way again.
+        assert delivery.requeue_rebuilt(conn, same, changed_only=True) == set()
+        assert delivery.requeue_rebuilt(conn, [changed, same[1]], changed_only=True, run_id="r2") == {"log:1"}
+    assert _letters(engine)["log:1"].status == REPLAYED and _letters(engine)["log:1"].replayed_run_id == "r2"
+    with engine.connect() as conn:
+        rows = {r.key: r for r in conn.execute(select(outbox))}
+    assert rows["log:1"].status == "pending" and "fixed@example.com" in rows["log:1"].payload
+    assert rows["log:2"].status == "sent"  # never sent twice
+    (again,) = st.claim(engine, limit=10, lease_seconds=60)
+    with engine.begin() as conn:
+        st.mark_dead(conn, again, step="quality", reason="failed data-quality expectations: status")
+        # From the start, a dead key is rebuilt whatever: the suite may have changed, not the row.
+        assert delivery.requeue_rebuilt(conn, [changed], changed_only=False) == {"log:1"}
