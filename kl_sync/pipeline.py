@@ -404,7 +404,7 @@ def summary_rows(run: SyncRun) -> list[dict[str, Any]]:
             rows.append({"step": name, "figure": "queued", "value": result.queued})
         for metric, n in sorted(result.by_metric.items()):
             rows.append({"step": name, "figure": f"{_PER_METRIC.get(name, 'queued')}: {metric}", "value": n})
-        for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "quality_rejects",
+        for key in (*(f"sent_{operation.name}" for operation in OPERATIONS), "retries", "lease_lost", "quality_rejects",
                     "verified", "missing", "resent", "subscribed_but_blocked"):
             if key in result.details:
                 rows.append({"step": name, "figure": key.replace("_", " "), "value": result.details[key]})

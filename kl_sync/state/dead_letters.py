@@ -63,10 +63,14 @@ def rebuilds(letter_key: str, key: str) -> bool:
     return letter_key == unit_of(letter_key) or _STAMP.sub(r"\1*", letter_key) == _STAMP.sub(r"\1*", key)
 
 
-def mark_dead(conn: Connection, item: ClaimedItem, *, step: str, reason: str, run_id: str | None = None) -> None:
-    """Give up on an outbox row: it leaves the queue and becomes a dead letter with the reason."""
-    set_dead(conn, item, reason=reason)
+def mark_dead(conn: Connection, item: ClaimedItem, *, step: str, reason: str, run_id: str | None = None) -> bool:
+    """Give up on an outbox row: it leaves the queue and becomes a dead letter with the reason.
+    Returns False, and writes no letter, when the row is not the caller's to give up on (another
+    worker's lease holds it now, or it was delivered meanwhile: ``outbox.set_dead``)."""
+    if not set_dead(conn, item, reason=reason):
+        return False
     add_dead_letter(conn, key=item.key, step=step, kind=item.kind, reason=reason, original=item.payload, run_id=run_id)
+    return True
 
 
 def add_dead_letter(

@@ -2,6 +2,11 @@
 
 Steps enqueue rows inside their chunk's transaction (a key already there is skipped, so every step
 is re-runnable); the sender claims due rows under a lease and marks each sent, due again, or dead.
+
+Every outcome checks the lease owner: a claim's token (:attr:`ClaimedItem.lease`) is the only
+licence to mark its rows. A worker whose lease ran out (it stalled, and another worker claimed the
+rows) marks nothing: the rows are the other worker's now, and the functions say how many they
+did not touch (the sender's ``lease_lost``).
 """
 
 from __future__ import annotations
@@ -36,13 +41,23 @@ class ClaimedItem(NamedTuple):
     kind: str
     payload: dict[str, Any]
     attempts: int
+    #: The token of the claim holding it (None: a row read without claiming it).
+    lease: str | None = None
 
 
-def _items(conn: Connection, condition: Any, *, limit: int | None) -> list[ClaimedItem]:
+def _items(conn: Connection, condition: Any, *, limit: int | None, lease: str | None = None) -> list[ClaimedItem]:
     """The rows meeting ``condition``, in queue order, their payloads decoded."""
     query = select(outbox.c.id, outbox.c.key, outbox.c.kind, outbox.c.payload, outbox.c.attempts)
     rows = conn.execute(query.where(condition).order_by(outbox.c.id).limit(limit)).all()
-    return [ClaimedItem(id_, key, kind, loads(payload), attempts) for id_, key, kind, payload, attempts in rows]
+    return [ClaimedItem(id_, key, kind, loads(payload), attempts, lease) for id_, key, kind, payload, attempts in rows]
+
+
+def _held_by(lease: str | None, now: dt.datetime) -> Any:
+    """The rows a lease holder may mark: those still carrying its token; without a token (a row read
+    back, not claimed: verification, a person), only rows no live lease holds."""
+    if lease is not None:
+        return outbox.c.lease_owner == lease
+    return or_(outbox.c.lease_owner.is_(None), outbox.c.lease_expires_at <= now)
 
 
 _OUTBOX_COLUMNS = ("key", "kind", "payload", "status", "attempts", "sends", "next_attempt_at", "created_at", "run_id",
@@ -129,24 +144,35 @@ def claim(
             .where(outbox.c.id.in_(ids), condition)
             .values(lease_owner=token, lease_expires_at=expires)
         )
-        return _items(conn, outbox.c.lease_owner == token, limit=None)
+        return _items(conn, outbox.c.lease_owner == token, limit=None, lease=token)
 
 
-def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None) -> None:
+def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None, lease: str | None = None) -> int:
+    """Klaviyo accepted these rows. With ``lease``, only rows that claim still holds are marked;
+    returns how many were."""
     now = utcnow()
+    marked = 0
     for chunk in chunks(ids, IN_LIST_SIZE):
-        conn.execute(
+        condition = outbox.c.id.in_(chunk) if lease is None else and_(outbox.c.id.in_(chunk), _held_by(lease, now))
+        marked += conn.execute(
             update(outbox)
-            .where(outbox.c.id.in_(chunk))
+            .where(condition)
             .values(status=SENT, sent_at=now, sends=outbox.c.sends + 1, checked_at=None, lease_owner=None,
                     lease_expires_at=None, last_error=None, run_id=run_id)
-        )
+        ).rowcount
+    return marked
 
 
-def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, next_attempt_at: dt.datetime) -> None:
-    conn.execute(
+def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, next_attempt_at: dt.datetime,
+               lease: str | None = None) -> bool:
+    """Due again at ``next_attempt_at``; with ``lease``, only while that claim holds the row.
+    Returns whether it was marked."""
+    condition = outbox.c.id == item_id
+    if lease is not None:
+        condition = and_(condition, _held_by(lease, utcnow()))
+    return bool(conn.execute(
         update(outbox)
-        .where(outbox.c.id == item_id)
+        .where(condition)
         .values(
             attempts=attempts,
             last_error=error[:4000],
@@ -154,24 +180,34 @@ def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, nex
             lease_owner=None,
             lease_expires_at=None,
         )
-    )
+    ).rowcount)
 
 
-def set_dead(conn: Connection, item: ClaimedItem, *, reason: str) -> None:
-    """Take a row out of the queue for good (its dead letter is written by ``dead_letters.mark_dead``)."""
-    conn.execute(
+def set_dead(conn: Connection, item: ClaimedItem, *, reason: str) -> bool:
+    """Take a row out of the queue for good (its dead letter is written by ``dead_letters.mark_dead``).
+
+    Only a row still queued or sent, and held by ``item``'s claim (a row read back without a claim:
+    held by no live lease): a row another worker is sending right now is not this caller's to
+    give up on. Returns whether it was marked."""
+    done = conn.execute(
         update(outbox)
-        .where(outbox.c.id == item.id)
+        .where(outbox.c.id == item.id, outbox.c.status.in_([PENDING, SENT]), _held_by(item.lease, utcnow()))
         .values(status=DEAD, last_error=reason[:4000], lease_owner=None, lease_expires_at=None, attempts=item.attempts)
-    )
+    ).rowcount
+    return bool(done)
 
 
-def release(conn: Connection, ids: Sequence[int]) -> None:
-    """Hand leased rows back untouched (an auth error stops the run: nothing counts as attempted)."""
-    if ids:
-        conn.execute(
-            update(outbox).where(outbox.c.id.in_(list(ids))).values(lease_owner=None, lease_expires_at=None)
-        )
+def release(conn: Connection, ids: Sequence[int], *, lease: str | None = None) -> int:
+    """Hand leased rows back untouched (an auth error, a signal: nothing counts as attempted); with
+    ``lease``, only those that claim still holds. Returns how many were handed back."""
+    released = 0
+    now = utcnow()
+    for chunk in chunks(list(ids), IN_LIST_SIZE):
+        condition = outbox.c.id.in_(chunk) if lease is None else and_(outbox.c.id.in_(chunk), _held_by(lease, now))
+        released += conn.execute(
+            update(outbox).where(condition).values(lease_owner=None, lease_expires_at=None)
+        ).rowcount
+    return released
 
 
 def requeue_dead(conn: Connection, keys: Sequence[str]) -> int:

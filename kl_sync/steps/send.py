@@ -123,36 +123,41 @@ def _record_outcomes(
     run_id: str | None,
     result: StepResult,
 ) -> None:
+    """Record each row's outcome, as far as this claim still holds it: a row whose lease ran out and
+    was claimed by another worker is that worker's now (counted ``lease_lost``, left untouched)."""
     now = utcnow()
-    sent: list[int] = []
+    sent: dict[str | None, list[int]] = {}
+    lost = 0
     with state.begin() as conn:
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status == "sent":
-                sent.append(item.id)
+                sent.setdefault(item.lease, []).append(item.id)
                 kind = kind_of(item.kind)
                 _count(result, f"sent_{kind.operation.name}")
                 if kind.metrics is not None:
                     result.count_metric(item.payload.get("metric", "?"))
             elif outcome.status == "rejected":
-                mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id)
-                result.dead_letters += 1
+                if mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id):
+                    result.dead_letters += 1
+                else:
+                    lost += 1
             else:
                 attempts = item.attempts + 1
                 if attempts >= retries.attempts:
-                    dead = ClaimedItem(item.id, item.key, item.kind, item.payload, attempts)
-                    mark_dead(conn, dead, step="send", run_id=run_id,
-                                          reason=f"gave up after {attempts} attempts: {outcome.reason}")
-                    result.dead_letters += 1
-                else:
-                    mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
-                                           next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)))
+                    if mark_dead(conn, item._replace(attempts=attempts), step="send", run_id=run_id,
+                                 reason=f"gave up after {attempts} attempts: {outcome.reason}"):
+                        result.dead_letters += 1
+                    else:
+                        lost += 1
+                elif mark_retry(conn, item.id, attempts=attempts, error=outcome.reason or "retry",
+                                next_attempt_at=now + dt.timedelta(seconds=retries.wait(attempts)), lease=item.lease):
                     _count(result, "retries")
-        mark_sent(conn, sent, run_id=run_id)
-        # Dead letters of what Klaviyo accepted: settled when nothing reads the kind back, else noted re-sent.
-        sent_ids = set(sent)
-        accepted = [item for item in items if item.id in sent_ids]
-        record_accepted(conn, [item.key for item in accepted], run_id=run_id,
-                        unverifiable={item.key for item in accepted if kind_of(item.kind).verifier is None})
+                else:
+                    lost += 1
+        for lease, ids in sent.items():
+            lost += len(ids) - mark_sent(conn, ids, run_id=run_id, lease=lease)
+    if lost:
+        _count(result, "lease_lost", lost)
 
 
 def _count(result: StepResult, name: str, n: int = 1) -> None:
@@ -218,8 +223,8 @@ def _prepare_batch(
     with state.begin() as conn:
         for item in batch.claimed:
             if item.key in failures:
-                mark_dead(conn, item, step="quality", reason=failures[item.key], run_id=run_id)
-                batch.quality_rejects += 1
+                if mark_dead(conn, item, step="quality", reason=failures[item.key], run_id=run_id):
+                    batch.quality_rejects += 1
             else:
                 # Kinds that share an operation share its requests (the three event kinds).
                 passing.setdefault(kind_of(item.kind).operation, []).append(item)
@@ -229,9 +234,8 @@ def _prepare_batch(
         batch.calls.extend(calls)
         if unbuildable:
             with state.begin() as conn:
-                for item_id, reason in unbuildable.items():
-                    mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
-            batch.unbuildable += len(unbuildable)
+                batch.unbuildable += sum(mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
+                                         for item_id, reason in unbuildable.items())
     return batch
 
 
@@ -241,9 +245,16 @@ def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
         batch = upcoming.result()
     except Exception:  # its own failure is secondary to the error that stopped the send
         return
-    ids = [item.id for call in batch.calls for item in call.items]
     with state.begin() as conn:
-        release(conn, ids)
+        _release_items(conn, [item for call in batch.calls for item in call.items])
+
+
+def _release_items(conn: Any, items: Sequence[ClaimedItem]) -> int:
+    """Hand back these rows, each only as far as its own claim still holds it."""
+    by_lease: dict[str | None, list[int]] = {}
+    for item in items:
+        by_lease.setdefault(item.lease, []).append(item.id)
+    return sum(release(conn, ids, lease=lease) for lease, ids in by_lease.items())
 
 
 def _ramp(batch_size: int) -> list[int]:
@@ -336,9 +347,9 @@ def _handing_back(state: Engine, flights: _Flights, unposted: Sequence[_Call] = 
     try:
         yield
     except AuthError:
-        unfinished = [i.id for call in unposted for i in call.items] + [i.id for i in flights.abandon()]
+        unfinished = [i for call in unposted for i in call.items] + flights.abandon()
         with state.begin() as conn:
-            release(conn, unfinished)
+            _release_items(conn, unfinished)
         raise
 
 

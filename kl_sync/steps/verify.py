@@ -83,13 +83,14 @@ def _verify_chunk(
     with state.begin() as conn:
         mark_delivered(conn, [row.key for row in delivered], run_id=run_id)
         mark_missing(conn, [row.id for row in missing if row.id not in dead])
-        for item in claimed_rows(conn, list(dead)):
-            mark_dead(conn, item, step="verify", reason=never_appeared(dead[item.id].sends), run_id=run_id)
+        # A row another worker holds under a live lease (sending it again now) is not given up on.
+        lettered = sum(mark_dead(conn, item, step="verify", reason=never_appeared(dead[item.id].sends), run_id=run_id)
+                       for item in claimed_rows(conn, list(dead)))
         requeued = requeue_missing(conn, [row for row in overdue if row.id not in dead])
     for row in delivered:
         result.count_metric(_label(row))
     result.rows_read += len(due)
-    result.dead_letters += len(dead)
+    result.dead_letters += lettered
     for name, n in (("verified", len(delivered)), ("missing", len(missing) - len(dead) - len(requeued)),
                     ("resent", len(requeued))):
         result.details[name] += n
