@@ -60,6 +60,15 @@ def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
     return counts
 
 
+@task(name="check key", cache_policy=NO_CACHE)
+def check_key_task(run: pipeline.SyncRun, api_key: str | None) -> None:
+    """One cheap authenticated read before the store is read: a refused key fails the run at once."""
+    from kl_sync.klaviyo.reads import check_key
+
+    with klaviyo_client(run.settings, api_key=api_key) as client:
+        check_key(client)
+
+
 @task(name="send outbox", cache_policy=NO_CACHE)
 def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
     logger = get_run_logger()

@@ -18,12 +18,23 @@ if __name__ == "__main__":
     prefect_defaults()  # before Prefect is imported: a temporary server under .kl_sync/, given time to start
 
 from prefect import flow
+from prefect.states import Failed
 
 import datetime as dt
 
-from flows.common import consent_task, klaviyo_api_key, publish_task, send_task, start_run, step_task, verify_task
+from flows.common import (
+    check_key_task,
+    consent_task,
+    klaviyo_api_key,
+    publish_task,
+    send_task,
+    start_run,
+    step_task,
+    verify_task,
+)
 from flows.rate_limit import flow_rate_limiter
 from kl_sync import pipeline
+from kl_sync.failures import failure_of
 from kl_sync.settings import load_settings
 
 
@@ -41,24 +52,34 @@ def sync(
     ``rate_limit``: ``local`` (this process), ``shared`` (every worker on the state database) or
     ``prefect`` (Prefect global concurrency limits, see flows/rate_limit.py). ``verify_since``: the
     verify step checks only rows sent since then (UTC)."""
-    settings = load_settings()
-    chosen = pipeline.parse_steps(steps)
-    talks_to_klaviyo = any(step in pipeline.CLIENT_STEPS for step in chosen)
-    limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if talks_to_klaviyo else None
-    run = start_run(settings, chosen, from_start, dry_run, verify_since)
+    run = None
     try:
+        settings = load_settings()
+        chosen = pipeline.parse_steps(steps)
+        talks_to_klaviyo = any(step in pipeline.CLIENT_STEPS for step in chosen)
+        limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if talks_to_klaviyo else None
+        run = start_run(settings, chosen, from_start, dry_run, verify_since)
+        api_key = klaviyo_api_key(settings) if talks_to_klaviyo else None
+        if api_key:  # without one, kl-sync starts its own emulator, whose key is right
+            check_key_task(run, api_key)
         for step in chosen:
             if step == "send":
-                send_task(run, klaviyo_api_key(settings), limiter)
+                send_task(run, api_key, limiter)
             elif step == "verify":
-                verify_task(run, klaviyo_api_key(settings), limiter)
+                verify_task(run, api_key, limiter)
             elif step == "consent":
-                consent_task(run, klaviyo_api_key(settings), limiter)
+                consent_task(run, api_key, limiter)
             else:
                 step_task.with_options(name=step)(run, step)
     except BaseException as exc:
-        publish_task(run, error=f"{type(exc).__name__}: {exc}")
-        raise
+        failure = failure_of(exc)
+        if run is not None:
+            publish_task(run, error=failure.line if failure else f"{type(exc).__name__}: {exc}")
+        if failure is None:
+            raise
+        # What a person must fix: the flow run's message is the line `kl-sync` prints, no traceback;
+        # calling the flow raises the failure itself (its exit code).
+        return Failed(message=failure.line, data=failure)
     return publish_task(run)
 
 
@@ -80,4 +101,10 @@ def verify_delivery(since: dt.datetime | None = None, dry_run: bool = False) -> 
 
 
 if __name__ == "__main__":
-    sync()
+    from kl_sync.failures import Failure
+
+    try:
+        sync()
+    except Failure as failure:  # its line is already the flow run's message; no traceback here either
+        print(f"kl-sync: {failure.line}", file=sys.stderr)
+        sys.exit(failure.exit_code)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 
 from kl_sync.kinds import OPERATIONS, metric_names
+from kl_sync.klaviyo.reads import check_key
 from kl_sync.normalize import naive_utc
 from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
@@ -343,18 +344,22 @@ def run_pipeline(
     verify_since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """One whole run in this process: the chosen steps in pipeline order, the run recorded as ok or
-    failed with its reason. ``open_client`` is entered once, for the send and verify steps. Returns
+    failed with its reason. ``open_client`` is entered once, before the store is read when a step
+    talks to Klaviyo: the key is checked first (:func:`~kl_sync.klaviyo.reads.check_key`). Returns
     the run's counts; re-raises what stopped it."""
     run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
     try:
-        for step in [s for s in run.steps if s not in CLIENT_STEPS]:
-            run_step(run, step)
-        if any(step in CLIENT_STEPS for step in run.steps):
-            with open_client() as client:
-                try:
-                    for step in [s for s in run.steps if s in CLIENT_STEPS]:
-                        _CLIENT_STEP[step](run, client)
-                finally:
+        talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
+        with open_client() if talks_to_klaviyo else nullcontext() as client:
+            if client is not None:
+                check_key(client)  # a refused key stops the run before the store is read
+            try:
+                for step in [s for s in run.steps if s not in CLIENT_STEPS]:
+                    run_step(run, step)
+                for step in [s for s in run.steps if s in CLIENT_STEPS]:
+                    _CLIENT_STEP[step](run, client)
+            finally:
+                if client is not None:
                     run.client_stats = client.stats.as_dict()
     except BaseException as exc:
         from sqlalchemy.exc import DBAPIError

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
+from kl_sync.failures import EXIT_FIX_SETTING, Failure, one_line_reason
 from kl_sync.retry import OUTBOX_RETRIES, REQUEST_RETRIES, RetryPolicy
 
 #: Where kl-sync keeps its own files when nothing says otherwise (relative to the working directory).
@@ -47,8 +50,29 @@ EMULATOR_PORT = 8765
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+class SettingsError(Failure, ValueError):
+    """A setting is missing or malformed; the message names the variable (exit code 2)."""
+
+    exit_code = EXIT_FIX_SETTING
+
+    @property
+    def line(self) -> str:
+        return f"configuration error: {self}"
+
+
+@contextmanager
+def reaching(setting: str) -> Iterator[None]:
+    """A database error inside is a :class:`SettingsError` naming the setting that points at that
+    database (``KL_SYNC_STATE_URL``, ``KL_SYNC_STORE_URL``, ``--url``) with the driver's reason."""
+    try:
+        yield
+    except Exception as exc:
+        import sys
+
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
+            raise
+        raise SettingsError(f"{setting}: cannot connect: {one_line_reason(exc)}") from None
 
 
 def _env_names(field: str, alias: str) -> AliasChoices:
@@ -208,8 +232,15 @@ def _env_name(field: str) -> str:
     return next((name for name in names if name in os.environ), names[0])
 
 
+#: pydantic-settings' own error for a value it cannot even decode (JSON of a dict field), which names
+#: the field and the source but not the variable.
+_UNDECODABLE = re.compile(r'error parsing value for field "(?P<field>[^"]+)" from source "(?P<source>[^"]+)"')
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build and validate settings; raise :class:`SettingsError` naming the first bad variable."""
+    from pydantic_settings import SettingsError as UndecodableSetting
+
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -218,6 +249,13 @@ def load_settings(**overrides: Any) -> Settings:
         name = _env_name(field)
         message = err["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{name}: {message}") from None
+    except UndecodableSetting as exc:
+        found = _UNDECODABLE.search(str(exc))
+        if found is None:
+            raise
+        where = " (in .env)" if found["source"].startswith("DotEnv") else ""
+        reason = " ".join(str(exc.__cause__ or "").split())
+        raise SettingsError(f"{_env_name(found['field'])}{where}: not valid JSON ({reason})") from None
 
 
 def prefect_defaults() -> None:

@@ -86,3 +86,81 @@ def test_verify_since_takes_a_date_time_or_a_duration_back(capsys):
     assert main(["verify", "--since", "last tuesday"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kl-sync: --since 'last tuesday': not an ISO 8601 date-time") and "\n" not in err
+
+
+# ------------------------------------------------------------------------- one line per failure
+
+UNREACHABLE_PG = "postgresql://kl_sync@127.0.0.1:1/shop"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _failing(args: tuple[str, ...], env: dict[str, str], cwd: Path, code: int, line: str) -> str:
+    """Run the real command; it must exit ``code`` with ``line`` as its only stderr line (no traceback)."""
+    from tests.reliability.helpers import child_env, run_kl_sync
+
+    done = run_kl_sync(*args, env=child_env(**env), cwd=cwd)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(line), done.stderr
+    assert done.returncode == code, (done.returncode, done.stderr)
+    return done.stderr
+
+
+def test_a_malformed_setting_is_one_line_naming_the_variable(tmp_path):
+    err = _failing(("status",), {"KL_SYNC_LOG_METRICS": "{bad"}, tmp_path, 2,
+                   "kl-sync: configuration error: KL_SYNC_LOG_METRICS: not valid JSON (Expecting property name")
+    assert "line 1 column 2" in err
+    _failing(("sync", "--no-prefect"), {"KL_SYNC_LOG_METRICS": '["a list"]'}, tmp_path, 2,
+             "kl-sync: configuration error: KL_SYNC_LOG_METRICS: Input should be a valid dictionary")
+
+
+def test_an_unreachable_database_is_one_line_naming_its_setting(tmp_path):
+    _failing(("sync", "--no-prefect"), {"KL_SYNC_STORE_URL": UNREACHABLE_PG}, tmp_path, 2,
+             "kl-sync: configuration error: KL_SYNC_STORE_URL: cannot connect: connection failed")
+    for command in (("status",), ("db", "current"), ("quality", "check"), ("sync", "--no-prefect")):
+        _failing(command, {"KL_SYNC_STATE_URL": UNREACHABLE_PG}, tmp_path, 2,
+                 "kl-sync: configuration error: KL_SYNC_STATE_URL: cannot connect: connection failed")
+    _failing(("db", "upgrade", "--url", UNREACHABLE_PG), {}, tmp_path, 2,
+             "kl-sync: configuration error: --url: cannot connect: connection failed")
+
+
+def test_a_refused_key_fails_before_the_store_is_read_and_klaviyo_unreachable_is_exit_4(tmp_path):
+    from sqlalchemy import select
+
+    from kl_sync.emulator import running_emulator
+    from kl_sync.state.tables import outbox
+    from tests.reliability.helpers import make_store
+
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=8, seed=4, years=0.2)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {"KL_SYNC_STORE_URL": store_url, "KL_SYNC_STATE_URL": state_url}
+    with running_emulator(tmp_path / "emulator", api_keys=("pk_right",)) as emu:
+        err = _failing(("sync", "--no-prefect"), {**env, "KLAVIYO_BASE_URL": emu.base_url, "KLAVIYO_API_KEY": "pk_wrong"},
+                       tmp_path, 3, "kl-sync: Klaviyo refused the API key, nothing more was sent: ")
+        assert "401" in err and "pk_wrong" not in err
+        journal = emu.journal()
+    # The key was checked with one read before anything else: the store was not read, nothing queued.
+    assert [(line["method"], line["path"], line["status"]) for line in journal] == [("GET", "/api/profiles", 401)]
+    with open_state(state_url).connect() as conn:
+        assert conn.execute(select(outbox.c.key)).all() == []
+        (run,) = st.recent_runs(conn)
+    assert run["status"] == "failed" and "401" in run["error"]
+
+    _failing(("sync", "--no-prefect"), {**env, "KLAVIYO_BASE_URL": f"http://127.0.0.1:{_closed_port()}",
+                                        "KLAVIYO_API_KEY": "pk_right"},
+             tmp_path, 4, "kl-sync: Klaviyo unreachable: Klaviyo get_profiles: ConnectionError: ")
+
+
+def test_debug_shows_the_traceback_above_the_line(tmp_path):
+    from tests.reliability.helpers import child_env, run_kl_sync
+
+    done = run_kl_sync("--debug", "status", env=child_env(KL_SYNC_STATE_URL=UNREACHABLE_PG), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("kl-sync: configuration error: KL_SYNC_STATE_URL: cannot connect")

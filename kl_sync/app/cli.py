@@ -6,19 +6,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kl_sync.failures import Failure
-from kl_sync.settings import SettingsError, get_settings, prefect_defaults
+from kl_sync.failures import EXIT_INTERRUPTED, Failure, failure_of
+from kl_sync.settings import get_settings, prefect_defaults, reaching
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-class CliError(Exception):
-    """An error a user can act on: printed as one line, exit code 2."""
+class CliError(Failure):
+    """An argument a user must fix: printed as one line, exit code 2."""
 
 
 def _print_json(value: Any) -> None:
@@ -38,6 +40,26 @@ def _table(title: str, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     Console().print(table)
+
+
+def state_engine() -> Any:
+    """kl-sync's state database, opened (and migrated) for a command; unreachable, it is the one
+    line naming ``KL_SYNC_STATE_URL``."""
+    from kl_sync.state.migrate import open_state
+
+    url = get_settings().state_url
+    with reaching("KL_SYNC_STATE_URL"):
+        return open_state(url)
+
+
+def store_engine() -> Any:
+    """The shop's database for a command, connected once; unreachable, the line names ``KL_SYNC_STORE_URL``."""
+    from kl_sync.store.readers import store_engine as open_store
+
+    engine = open_store(get_settings().store_url)
+    with reaching("KL_SYNC_STORE_URL"), engine.connect():
+        pass
+    return engine
 
 
 # ------------------------------------------------------------------------------------------ store
@@ -71,9 +93,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from kl_sync.db import make_engine
     from kl_sync.state.migrate import upgrade
 
-    settings = get_settings()
-    engine = make_engine(args.url or settings.state_url)
-    print(f"state database at revision {upgrade(engine, args.revision)}")
+    engine = make_engine(args.url or get_settings().state_url)
+    with reaching("--url" if args.url else "KL_SYNC_STATE_URL"):
+        revision = upgrade(engine, args.revision)
+    print(f"state database at revision {revision}")
     return 0
 
 
@@ -82,7 +105,9 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     from kl_sync.state.migrate import current_revision, head_revision
 
     engine = make_engine(args.url or get_settings().state_url)
-    print(f"current: {current_revision(engine) or 'empty'}; head: {head_revision()}")
+    with reaching("--url" if args.url else "KL_SYNC_STATE_URL"):
+        current = current_revision(engine)
+    print(f"current: {current or 'empty'}; head: {head_revision()}")
     return 0
 
 
@@ -108,11 +133,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         limiter = rate_limiter(settings, args.rate_limit, scale=args.rate_scale)
         counts = run_sync(settings, steps=steps, from_start=args.from_start, dry_run=args.dry_run, limiter=limiter)
     else:
-        prefect_defaults()
-        from flows.sync import sync  # Prefect is imported here only, to run the flow
-
-        counts = sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,
-                      rate_limit=args.rate_limit, rate_scale=args.rate_scale)
+        counts = _sync_through_prefect(args, steps, debug=args.debug)
     if args.json:
         _print_json(counts)
         return 0
@@ -126,6 +147,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for name, c in counts.items() if name != "http"
     ])
     return 0
+
+
+def _sync_through_prefect(args: argparse.Namespace, steps: list[str], *, debug: bool) -> dict[str, Any]:
+    """``kl-sync sync``: the run as a local Prefect flow run (a temporary Prefect server unless
+    ``PREFECT_API_URL`` names one), as ``python flows/sync.py`` does."""
+    prefect_defaults()
+    if not debug:
+        # The run's logs go to the Prefect server; its console handler would print a failed task's
+        # traceback above the one line a failure prints.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    from flows.sync import sync  # Prefect is imported here only, to run the flow
+
+    return sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,
+                rate_limit=args.rate_limit, rate_scale=args.rate_scale)
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -153,12 +188,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from kl_sync.app.clients import rate_limiter
     from kl_sync.app.run import run_sync
     from kl_sync.pipeline import delivery_rows
-    from kl_sync.state.migrate import open_state
 
     settings = get_settings()
     since = parse_since(args.since) if args.since else None
     counts = run_sync(settings, steps=["verify"], verify_since=since, limiter=rate_limiter(settings, args.rate_limit))
-    delivery = delivery_rows(open_state(settings.state_url))
+    delivery = delivery_rows(state_engine())
     if args.json:
         _print_json({"verify": counts.get("verify", {}), "delivery": delivery})
         return 0
@@ -173,13 +207,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_consent(args: argparse.Namespace) -> int:
     from kl_sync.app.clients import rate_limiter
     from kl_sync.app.run import run_sync
-    from kl_sync.state.migrate import open_state
     from kl_sync.steps.consent import consent_report
-    from kl_sync.store.readers import store_engine
 
     settings = get_settings()
     counts = run_sync(settings, steps=["consent"], limiter=rate_limiter(settings, args.rate_limit))
-    report = consent_report(open_state(settings.state_url), store_engine(settings.store_url))
+    report = consent_report(state_engine(), store_engine())
     if args.json:
         _print_json({"read": counts.get("consent", {}).get("rows_read", 0), "customers": report})
         return 0
@@ -193,7 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
     from kl_sync.pipeline import delivery_rows
 
-    engine = st.open_state(get_settings().state_url)
+    engine = state_engine()
     with engine.connect() as conn:
         status = {
             "cursors": st.all_cursors(conn),
@@ -223,7 +255,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_quality_check(args: argparse.Namespace) -> int:
     from kl_sync.pipeline import validate_pending
 
-    reports = validate_pending(get_settings())
+    settings = get_settings()
+    with reaching("KL_SYNC_STATE_URL"):
+        reports = validate_pending(settings)
     summary: dict[str, dict[str, Any]] = {}
     for report in reports:
         entry = summary.setdefault(report.kind, {"rows": 0, "failing_rows": 0, "by_expectation": {}})
@@ -247,7 +281,9 @@ def cmd_quality_docs(args: argparse.Namespace) -> int:
     from kl_sync.pipeline import validate_pending
     from kl_sync.quality import build_data_docs
 
-    reports = validate_pending(get_settings())
+    settings = get_settings()
+    with reaching("KL_SYNC_STATE_URL"):
+        reports = validate_pending(settings)
     if not reports:
         print("nothing pending to validate: the outbox is empty")
         return 0
@@ -397,6 +433,8 @@ def _add_demo_and_emulator_commands(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kl-sync", description="Keep Klaviyo true to the store's database.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a failure, print its traceback above the one line (README, \"Exit codes\")")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_store_and_db_commands(sub)
     _add_sync_command(sub)
@@ -406,44 +444,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _failure_line(exc: BaseException) -> str | None:
-    """One line for the failures a user acts on outside kl-sync (a refused key, an unreachable
-    database); None for anything else, which keeps its traceback. Imported lazily: the module is
-    only needed once something failed."""
-    auth_error = getattr(sys.modules.get("kl_sync.klaviyo.errors"), "AuthError", None)
-    if auth_error is not None and isinstance(exc, auth_error):
-        # The send step handed every unfinished row back: nothing is marked sent or attempted.
-        return f"Klaviyo refused the API key, nothing more was sent: {exc}"
-    sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-        return f"database error: {reason}"
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except SettingsError as exc:
-        print(f"kl-sync: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except Failure as exc:
-        print(f"kl-sync: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except CliError as exc:
-        print(f"kl-sync: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("kl-sync: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
-        line = _failure_line(exc)
-        if line is None:
-            raise
-        print(f"kl-sync: {line}", file=sys.stderr)
-        return 2
+        failure = failure_of(exc)
+        if failure is None:
+            raise  # a bug: its traceback, exit 1
+        if args.debug:
+            traceback.print_exc()
+        print(f"kl-sync: {failure.line}", file=sys.stderr)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print("kl-sync: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

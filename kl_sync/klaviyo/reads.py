@@ -68,6 +68,15 @@ def iter_metrics(client: KlaviyoClient) -> Iterator[dict[str, Any]]:
             }
 
 
+def check_key(client: KlaviyoClient) -> None:
+    """One cheap authenticated read, so a wrong key fails a run in about a second, before the store is
+    read: ``GET /api/profiles`` for one profile's id (scope ``profiles:read``, which the verify and
+    consent steps need anyway; 75/s). Raises :class:`~kl_sync.klaviyo.errors.AuthError` for a
+    refused key, :class:`~kl_sync.klaviyo.errors.RetryableError` when Klaviyo cannot be reached."""
+    client.get(GET_PROFILES.path, endpoint=GET_PROFILES.operation_id,
+               params={"page[size]": 1, "fields[profile]": "email"})
+
+
 def metric_ids(client: KlaviyoClient, name: str) -> list[str]:
     """Ids of the metrics called ``name`` (several integrations may each have one)."""
     return metric_ids_by_name(client).get(name, [])

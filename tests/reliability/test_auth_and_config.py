@@ -1,6 +1,7 @@
 """5. Auth and config failures: a refused key (401) or a key without the scope (403) stops the run
-with one clear line and marks nothing sent; a store that cannot be reached fails with the reason,
-naming the setting, not a traceback — from the CLI, and as a failed Prefect flow run."""
+with one clear line (exit 3) before the store is read, and marks nothing sent; a database that cannot
+be reached fails with the reason, naming the setting, not a traceback (exit 2) — from the CLI, and as
+a failed Prefect flow run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync.emulator import running_emulator
+from kl_sync.settings import SettingsError
 from kl_sync import state as st
 from kl_sync.state.tables import PENDING, outbox
 from tests.reliability.helpers import make_store
@@ -29,18 +31,18 @@ def test_a_refused_key_stops_the_run_in_one_line_and_marks_nothing_sent(key, sta
                             "KLAVIYO_BASE_URL": emu.base_url, "KLAVIYO_API_KEY": key,
                             "KL_SYNC_SEND_BATCH_SIZE": "50"}.items():
             monkeypatch.setenv(name, value)
-        assert main(["sync", "--no-prefect"]) == 2
+        assert main(["sync", "--no-prefect"]) == 3
         journal = emu.journal()
         stored = emu.events()
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("kl-sync: Klaviyo refused the API key, nothing more was sent: ")
     assert str(status) in err and "Traceback" not in err
-    assert stored == [] and [line["status"] for line in journal] == [status]  # stopped at the first answer
+    assert stored == [] and [line["status"] for line in journal] == [status]  # stopped at the key check
     with make_engine(state_url).connect() as conn:
         rows = conn.execute(select(outbox.c.status, outbox.c.attempts, outbox.c.lease_owner)).all()
         (run,) = st.recent_runs(conn)
-    assert rows and {tuple(r) for r in rows} == {(PENDING, 0, None)}
+    assert rows == []  # the key is checked before the store is read
     assert run["status"] == "failed" and str(status) in run["error"]
 
 
@@ -59,7 +61,8 @@ def test_a_database_error_in_another_command_is_one_line(tmp_path: Path, monkeyp
     monkeypatch.setenv("KL_SYNC_STATE_URL", UNREACHABLE_PG)
     assert main(["status"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("kl-sync: database error: ") and "Traceback" not in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("kl-sync: configuration error: KL_SYNC_STATE_URL: cannot connect: ")
 
 
 @pytest.mark.prefect
@@ -70,6 +73,9 @@ def test_an_unreachable_store_fails_the_flow_run_with_the_reason(prefect_server,
     monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
     state = sync(return_state=True)
     assert state.is_failed()
-    assert "KL_SYNC_STORE_URL: cannot connect" in state.message
-    with pytest.raises(Exception, match="KL_SYNC_STORE_URL: cannot connect"):
+    # The flow run's message is the line `kl-sync` prints (without its "kl-sync: "), no exception type.
+    assert state.message.startswith("configuration error: KL_SYNC_STORE_URL: cannot connect: connection failed")
+    assert "\n" not in state.message and "Error:" not in state.message.split(": ", 1)[0]
+    with pytest.raises(SettingsError, match="KL_SYNC_STORE_URL: cannot connect") as raised:
         state.result()
+    assert raised.value.exit_code == 2

@@ -48,7 +48,7 @@ def test_the_key_appears_in_no_output_file_or_exception(tmp_path: Path, caplog: 
         refused = run_kl_sync("sync", "--no-prefect", "--from-start",
                               env={**env, "KLAVIYO_API_KEY": wrong_key,
                                    "KL_SYNC_STATE_URL": f"sqlite:///{tmp_path / 'state-refused.db'}"}, cwd=tmp_path)
-        assert refused.returncode == 2 and "refused the API key" in refused.stderr
+        assert refused.returncode == 3 and "refused the API key" in refused.stderr
 
         # The same in this process, with every logger at DEBUG, and the exceptions themselves.
         settings = settings_for(store_url, f"sqlite:///{tmp_path / 'state-inprocess.db'}", emu.base_url, wrong_key)
