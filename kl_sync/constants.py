@@ -11,7 +11,9 @@ KLAVIYO_REVISION = "2026-07-15"
 #: JSON:API's media type: every request body and answer.
 JSON_API = "application/vnd.api+json"
 
-# Klaviyo's content limits, for every side of kl-sync (the suites, the steps, the client, the emulator).
+# Klaviyo's content limits, for every side of kl-sync: the suites (as parameters, kl_sync/quality/validate.py),
+# the steps, the client (kl_sync/klaviyo/limits.py) and the emulator's rules all import these, so no side
+# can pass what another refuses.
 # From the spec (stable.json); where it says KB or MB without saying which, the decimal (smaller)
 # reading: a body that fits 100,000 bytes fits 100 KB and 100 KiB alike.
 
@@ -26,6 +28,8 @@ MAX_BODY_BYTES = 5_000_000
 MAX_EVENTS_PER_BULK = 1_000
 MAX_PROFILES_PER_BULK = 10_000
 MAX_EMAILS_PER_SUPPRESSION = 100
+#: Profiles one add-to-list request may carry.
+MAX_LIST_MEMBERS_PER_REQUEST = 1_000
 #: Properties one event may carry.
 MAX_EVENT_PROPERTIES = 400
 #: A metric name "must be less than 128 characters".

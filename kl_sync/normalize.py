@@ -12,8 +12,11 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# Klaviyo rejects addresses without a local part, an @ and a dotted domain; so do we, before sending.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+from kl_sync.constants import EMAIL_PATTERN
+
+# Klaviyo's e-mail rule, the one the emulator and the suites apply too: an address this passes is
+# one they take, so a bad address is a dead letter here, before sending, never a rejection after.
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def normalize_email(raw: Any) -> str | None:
@@ -22,6 +25,17 @@ def normalize_email(raw: Any) -> str | None:
         return None
     email = raw.strip().lower()
     return email if _EMAIL.match(email) else None
+
+
+def email_problem(raw: Any) -> str:
+    """What a dead letter says of an e-mail :func:`normalize_email` refused."""
+    if raw is None or not str(raw).strip():
+        return "no e-mail"
+    text = str(raw).strip()
+    if not text.isascii():
+        return (f"an e-mail Klaviyo does not take, {text!r}: only ASCII addresses are accepted "
+                "(write an international domain in punycode, e.g. xn--bcher-kva.de for bücher.de)")
+    return f"a malformed e-mail {text!r}"
 
 
 def clean_name(value: Any) -> str | None:

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
+from kl_sync.constants import MAX_BODY_BYTES, MAX_PROFILE_BYTES, MAX_STRING_BYTES
 from kl_sync.emulator.account import Emulator
 from kl_sync.emulator.connections import ConnectionDropped, DroppedConnection
 from kl_sync.emulator.errors import ApiProblemError, Problem, fail, pointer
@@ -39,12 +40,11 @@ EARLIEST_REVISION = dt.date(2022, 10, 17)  # Klaviyo's first GA revision
 _REVISION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z0-9]+)?$")
 _ACCEPTED_BODY_TYPES = ("application/vnd.api+json", "application/json")
 
-# Klaviyo's documented body limits. Sizes are decimal (5 MB = 5,000,000 bytes): when the docs are
-# vague, the emulator is the stricter side, so a client that passes here also passes at Klaviyo.
-MAX_BODY_BYTES = 5_000_000
-# One profile is at most 100 KB, whichever side sends it.
-MAX_BODY_BYTES_BY_OPERATION = {"create_or_update_profile": 100_000, "create_client_profile": 100_000}
-MAX_STRING_BYTES = 100_000
+# Klaviyo's documented body limits (kl_sync/constants.py, which the client and the suites use too).
+# Sizes are decimal (5 MB = 5,000,000 bytes): when the docs are vague, the emulator is the stricter
+# side, so a client that passes here also passes at Klaviyo. One profile is at most 100 KB, whichever
+# side sends it.
+MAX_BODY_BYTES_BY_OPERATION = {"create_or_update_profile": MAX_PROFILE_BYTES, "create_client_profile": MAX_PROFILE_BYTES}
 
 
 # --- an admitted request ---------------------------------------------------------------------------

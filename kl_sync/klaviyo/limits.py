@@ -18,13 +18,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from kl_sync.constants import (
+    MAX_BODY_BYTES, MAX_EMAILS_PER_SUPPRESSION, MAX_EVENTS_PER_BULK, MAX_LIST_MEMBERS_PER_REQUEST, MAX_PROFILE_BYTES,
+    MAX_PROFILES_PER_BULK,
+)
+
 SECOND = 1.0
 MINUTE = 60.0
 DAY = 86_400.0
 
-#: Klaviyo's 5 MB payload limit, counted in decimal bytes to stay on the safe side of either reading.
-FIVE_MB = 5_000_000
-HUNDRED_KB = 100_000
+# Klaviyo's content limits are defined once, in kl_sync/constants.py (the emulator and the suites
+# use the same), in decimal bytes to stay on the safe side of either reading of "KB" and "MB".
+FIVE_MB = MAX_BODY_BYTES
+HUNDRED_KB = MAX_PROFILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,21 @@ def _limits(
 _ALL = (
     # Writes.
     _limits("bulk_create_events", "POST", "/api/event-bulk-create-jobs", 10, 150,
-            max_items=1000, max_bytes=FIVE_MB, max_item_bytes=HUNDRED_KB),
+            max_items=MAX_EVENTS_PER_BULK, max_bytes=FIVE_MB),
     _limits("create_event", "POST", "/api/events", 350, 3500, max_items=1, max_bytes=FIVE_MB),
     _limits("create_client_event", "POST", "/client/events", 350, 3500, max_items=1, max_bytes=FIVE_MB),
     _limits("bulk_import_profiles", "POST", "/api/profile-bulk-import-jobs", 10, 150,
-            max_items=10_000, max_bytes=FIVE_MB, max_item_bytes=HUNDRED_KB),
+            max_items=MAX_PROFILES_PER_BULK, max_bytes=FIVE_MB, max_item_bytes=HUNDRED_KB),
     _limits("create_or_update_profile", "POST", "/api/profile-import", 75, 750, max_items=1, max_bytes=HUNDRED_KB),
     _limits("create_client_profile", "POST", "/client/profiles", 350, 3500, max_items=1, max_bytes=HUNDRED_KB),
-    _limits("bulk_suppress_profiles", "POST", "/api/profile-suppression-bulk-create-jobs", 75, 750, max_items=100),
+    _limits("bulk_suppress_profiles", "POST", "/api/profile-suppression-bulk-create-jobs", 75, 750,
+            max_items=MAX_EMAILS_PER_SUPPRESSION),
     # Unsuppression ("Email address per request limit: 100"): lifts only USER_SUPPRESSED.
-    _limits("bulk_unsuppress_profiles", "POST", "/api/profile-suppression-bulk-delete-jobs", 75, 750, max_items=100),
+    _limits("bulk_unsuppress_profiles", "POST", "/api/profile-suppression-bulk-delete-jobs", 75, 750,
+            max_items=MAX_EMAILS_PER_SUPPRESSION),
     _limits("create_list", "POST", "/api/lists", 10, 150, daily=150),
-    _limits("add_profiles_to_list", "POST", "/api/lists/{id}/relationships/profiles", 10, 150, max_items=1000),
+    _limits("add_profiles_to_list", "POST", "/api/lists/{id}/relationships/profiles", 10, 150,
+            max_items=MAX_LIST_MEMBERS_PER_REQUEST),
     # Reads (max_items is the largest page size).
     _limits("get_events", "GET", "/api/events", 350, 3500, max_items=1000),
     _limits("get_profiles", "GET", "/api/profiles", 75, 750, max_items=100),

@@ -8,13 +8,17 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from kl_sync.constants import EMAIL_PATTERN, LATEST_EVENT_AHEAD_DAYS, MAX_PROFILE_BYTES, MAX_STRING_BYTES
 from kl_sync.kinds import kind_of
 from kl_sync.quality.flatten import flatten_batch
 from kl_sync.quality.report import UNFLATTENABLE, QualityReport
 from kl_sync.quality.suites import QualitySuiteError, engine, expectation_name
 
 #: Klaviyo accepts event times up to one year ahead; the suites get ``now + TIME_HORIZON``.
-TIME_HORIZON = dt.timedelta(days=365)
+TIME_HORIZON = dt.timedelta(days=LATEST_EVENT_AHEAD_DAYS)
+#: Klaviyo's limits as the suites' parameters (``{"$PARAMETER": "max_string_bytes"}``): the numbers and
+#: the e-mail rule the client and the emulator use, so a row the suites pass is one Klaviyo takes.
+LIMITS = {"email_regex": EMAIL_PATTERN, "max_string_bytes": MAX_STRING_BYTES, "max_profile_bytes": MAX_PROFILE_BYTES}
 
 
 def _raised(result: Any) -> str | None:
@@ -93,7 +97,7 @@ def validate_batch(
     now = now or dt.datetime.now(dt.timezone.utc)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    parameters = {"metric_names": names_allowed, "latest_time": (now + TIME_HORIZON).isoformat()}
+    parameters = {"metric_names": names_allowed, "latest_time": (now + TIME_HORIZON).isoformat(), **LIMITS}
 
     batch = flatten_batch(kind, rows)
     keys = [key for key, _ in rows]

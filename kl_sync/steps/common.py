@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row
 
-from kl_sync.normalize import clean_name, klaviyo_time, normalize_email
+from kl_sync.normalize import clean_name, email_problem, klaviyo_time, normalize_email
 from kl_sync.payloads import ProfilePayload, text_problem
 from kl_sync.store.readers import unreadable_problem
 
@@ -48,9 +48,7 @@ def profile_of(customer: Row[Any] | dict[str, Any], tz: ZoneInfo) -> ProfilePayl
             raise BadRow(f"customer {c['id']}: {column} {problem}")
     email = normalize_email(c["email"])
     if email is None:
-        raw = c["email"]
-        what = "no e-mail" if raw is None or not str(raw).strip() else f"a malformed e-mail {raw!r}"
-        raise BadRow(f"customer {c['id']} has {what}")
+        raise BadRow(f"customer {c['id']} has {email_problem(c['email'])}")
     return {
         "email": email,
         # The store's id: Klaviyo finds the customer's profile by it when the e-mail changed.

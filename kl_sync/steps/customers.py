@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from kl_sync.normalize import normalize_email
+from kl_sync.normalize import email_problem, normalize_email
 from kl_sync.state.customer_emails import EmailState, email_states, record_email_states
 from kl_sync.state.delivery import close_superseded
 from kl_sync.state.outbox import OutboxItem
@@ -114,7 +114,7 @@ def _prepare(context: StepContext, rows: list[Row[Any]]) -> RowBuilder:
         if email is not None:
             items.append(OutboxItem(profile_key(customer.id, stamp), PROFILE, profile_of(customer, tz)))
         elif customer.email is not None and str(customer.email).strip():
-            raise BadRow(f"customer {customer.id} has a malformed e-mail {customer.email!r}")
+            raise BadRow(f"customer {customer.id} has {email_problem(customer.email)}")
         plan = plan_consent(customer.id, email, should_suppress(customer), known, stamp)
         # Later rows of the chunk see this one's e-mails (two customers may share one).
         known.update({state.email: state for state in plan.states})

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row
 
-from kl_sync.normalize import normalize_email
+from kl_sync.normalize import email_problem, normalize_email
 from kl_sync.payloads import EventPayload
 from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, is_backfill
@@ -68,7 +68,7 @@ def build_log_event(
     else:
         email = normalize_email(data.get("email"))
         if email is None:
-            raise BadRow(f"log {row.id}: no customer and no usable e-mail in its data ({data.get('email')!r})")
+            raise BadRow(f"log {row.id}: no customer, and its data has {email_problem(data.get('email'))}")
         profile = {"email": email}
     when = row.created_at.replace(tzinfo=tz)
     properties = {**data, "message": row.message, "log_id": row.id, "log_type": row.type}

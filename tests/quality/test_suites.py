@@ -10,6 +10,7 @@ import pytest
 
 from kl_sync import quality
 from kl_sync.kinds import OUTBOX_KINDS
+from kl_sync.quality.validate import LIMITS
 
 
 def test_every_outbox_kind_has_a_suite() -> None:
@@ -49,7 +50,22 @@ def test_email_patterns_are_anchored(kind: str) -> None:
     patterns = [e["kwargs"]["regex"] for e in body["expectations"] if e["type"] == regex_type]
     assert patterns
     for pattern in patterns:
+        # A run-time parameter (the e-mail rule every side shares) is checked as the suites get it.
+        if isinstance(pattern, dict):
+            pattern = LIMITS[pattern["$PARAMETER"]]
         assert pattern.startswith("^") and pattern.endswith("\\Z"), pattern
+
+
+@pytest.mark.parametrize("kind", OUTBOX_KINDS)
+def test_the_suites_take_klaviyos_limits_from_the_one_place_every_side_uses(kind: str) -> None:
+    """No suite hard-codes a size or the e-mail rule: they are parameters (kl_sync/constants.py), so
+    the suites, the client and the emulator cannot disagree (a 101,000-byte string once passed here
+    at 102,400 and was refused by the emulator at 100,000)."""
+    for expectation in quality.load_suite_dict(kind)["expectations"]:
+        kwargs = expectation["kwargs"]
+        if kwargs.get("column") in {"email", "max_string_bytes", "payload_bytes"} and expectation["type"] != "expect_column_values_to_not_be_null":
+            bound = kwargs.get("regex", kwargs.get("max_value"))
+            assert isinstance(bound, dict) and bound["$PARAMETER"] in LIMITS, expectation
 
 
 def test_importing_quality_does_not_import_great_expectations() -> None:

@@ -214,3 +214,57 @@ def test_a_customer_updated_at_that_is_not_a_date_is_lettered_and_later_runs_go_
     assert {"a@example.com", "c@example.com"} <= profiles and "b@example.com" not in profiles
     assert [(d["key"], d["step"]) for d in letters if d["step"] == "customers"] == [("profile:2", "customers")]
     assert "updated_at is 'garbage', not a date and time" in letters[0]["reason"]
+
+
+def _bulk_bodies(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in journal if line["path"] == "/api/event-bulk-create-jobs"]
+
+
+def test_a_message_over_100000_bytes_is_a_dead_letter_before_sending(tmp_path: Path) -> None:
+    """Klaviyo: "a single string cannot exceed 100KB", read as 100,000 bytes by the suites, the client
+    and the emulator alike. A 101,000-byte message used to pass the suites (102,400) and be refused by
+    the emulator after sending; one of exactly 100,000 bytes is sent and taken."""
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")],
+                       logs=[log(1, 1), log(2, 1, message="m" * 101_000), log(3, 1, message="é" * 50_000)])
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY)
+        run_sync(settings, from_start=True)
+        sent = {e["unique_id"] for e in emu.events()}
+        requests = _bulk_bodies(emu.journal())
+    with open_state(settings.state_url).connect() as conn:
+        letters = {d["key"]: d for d in state_store.list_dead_letters(conn)}
+    assert sent == {"log:1", "log:3"}
+    assert set(letters) == {"log:2"} and "max_string_bytes" in letters["log:2"]["reason"]
+    assert requests and all(200 <= line["status"] < 300 for line in requests)
+    assert not any("m" * 101_000 in json.dumps(line["body"]) for line in requests)
+
+
+#: Addresses at the edges of Klaviyo's e-mail rule: kl-sync's check must agree with the emulator's.
+EDGE_EMAILS = ["user@bücher.de", "user@xn--bcher-kva.de", "ü@example.com", "a@b.co", "a@b.c", "a@b", "a b@example.com",
+               "a@-b.com", "a@b-.com", "first.last+tag@sub.example.org", "a..b@example.com", ".a@example.com",
+               "a@example.com.", "a@example.123", "x" * 250 + "@example.com", "a@exa_mple.com", "o'neil@example.ie"]
+
+
+@pytest.mark.parametrize("email", EDGE_EMAILS)
+def test_our_e_mail_check_and_the_emulator_agree(email: str) -> None:
+    from kl_sync.emulator.rules.profiles import read_profile
+    from kl_sync.normalize import normalize_email
+    from kl_sync.quality import validate_batch
+
+    problems: list[Any] = []
+    read_profile({"type": "profile", "attributes": {"email": email}}, ("data",), problems)
+    emulator_takes = not problems
+    assert (normalize_email(email) is not None) == emulator_takes
+    report = validate_batch("suppression", [("suppress:x", {"email": email.lower()})], metric_names=())
+    assert (not report.failures) == emulator_takes, report.failures
+
+
+def test_an_international_domain_is_a_dead_letter_that_says_to_punycode_it(tmp_path: Path) -> None:
+    store = make_store(tmp_path, people=[customer(1, "a@example.com"), customer(2, "user@bücher.de")],
+                       logs=[log(1, 1), log(2, 2)])
+    sent, letters, waiting = sync(tmp_path, store)
+    assert sent == {"log:1"}
+    assert set(letters) == {"log:2", "profile:2"}
+    for letter in letters.values():
+        assert "only ASCII addresses are accepted" in letter["reason"] and "punycode" in letter["reason"]
+    assert waiting == []

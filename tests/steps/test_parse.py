@@ -71,7 +71,7 @@ def test_parse_queues_tracked_rows_with_current_profile_and_dead_letters_the_res
         "log:4": "log 4: customer 3 has no e-mail",
         "log:5": "log 5: customer 99 is not in the store (deleted?)",
         "log:6": "log 6: data is not valid JSON (Expecting property name enclosed in double quotes at char 20)",
-        "log:8": "log 8: no customer and no usable e-mail in its data (None)",
+        "log:8": "log 8: no customer, and its data has no e-mail",
     }
 
 

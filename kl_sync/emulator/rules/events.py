@@ -7,17 +7,17 @@ import datetime as dt
 import math
 from typing import Any
 
+from kl_sync.constants import (  # Klaviyo's limits, the same numbers the client and the suites use
+    EARLIEST_EVENT_YEAR, LATEST_EVENT_AHEAD_DAYS, MAX_EVENT_PROPERTIES, MAX_EVENTS_PER_BULK, MAX_METRIC_NAME,
+)
 from kl_sync.emulator.errors import Problem, pointer
 from kl_sync.emulator.rules.common import Read, as_dict, as_list, get, too_many
 from kl_sync.emulator.rules.profiles import read_profile
 from kl_sync.emulator.storage.profiles import ProfileWrite
 from kl_sync.emulator.storage.writes import EventWrite, dedupe_key
 
-MAX_EVENTS_PER_BULK = 1_000
-MAX_EVENT_PROPERTIES = 400
-MAX_METRIC_NAME = 127  # "Must be less than 128 characters."
-EARLIEST_EVENT = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)  # "must be after the year 1990"
-LATEST_EVENT_AHEAD = dt.timedelta(days=365)  # "can only be up to 1 year in the future"
+EARLIEST_EVENT = dt.datetime(EARLIEST_EVENT_YEAR, 1, 1, tzinfo=dt.timezone.utc)  # "must be after the year 1990"
+LATEST_EVENT_AHEAD = dt.timedelta(days=LATEST_EVENT_AHEAD_DAYS)  # "can only be up to 1 year in the future"
 
 
 def parse_event_time(text: str) -> dt.datetime:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kl_sync.constants import MAX_LIST_MEMBERS_PER_REQUEST
 from kl_sync.emulator.errors import Problem, pointer
 from kl_sync.emulator.rules.common import get, items_at
 
-MAX_LIST_MEMBERS = 1_000
+MAX_LIST_MEMBERS = MAX_LIST_MEMBERS_PER_REQUEST
 
 
 def read_list_create(body: Any) -> tuple[str, str | None, list[Problem]]:

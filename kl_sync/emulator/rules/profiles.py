@@ -7,13 +7,13 @@ import json
 import re
 from typing import Any
 
+from kl_sync.constants import MAX_PROFILE_BYTES, MAX_PROFILES_PER_BULK
 from kl_sync.emulator.errors import Problem, pointer
 from kl_sync.emulator.rules.common import Read, as_dict, as_list, get, items_at, too_many, valid_email
 from kl_sync.emulator.storage.schema import IDENTIFIER_KINDS, PROFILE_ATTRIBUTES
 from kl_sync.emulator.storage.profiles import ProfileWrite
 
-MAX_PROFILE_BYTES = 100_000  # per profile in a bulk import
-MAX_PROFILES_PER_IMPORT = 10_000
+MAX_PROFILES_PER_IMPORT = MAX_PROFILES_PER_BULK
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 

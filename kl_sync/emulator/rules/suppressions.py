@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kl_sync.constants import MAX_EMAILS_PER_SUPPRESSION
 from kl_sync.emulator.errors import Problem, pointer
 from kl_sync.emulator.rules.common import get, items_at, valid_email
 
-MAX_SUPPRESSIONS = 100
+MAX_SUPPRESSIONS = MAX_EMAILS_PER_SUPPRESSION
 
 
 @dataclass(frozen=True)
