@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from kl_sync.steps.consent import consent_report, read_consent
 from kl_sync.steps.customers import CUSTOMERS
 from kl_sync.steps.orders import ORDERS
 from kl_sync.steps.parse import PARSE
-from kl_sync.steps.send import preview_outbox, quality_validator, send_outbox
+from kl_sync.steps.send import OutboxFeed, preview_outbox, quality_validator, send_outbox
 from kl_sync.steps.stream import StreamStep
 from kl_sync.steps.suppress import SUPPRESS
 from kl_sync.steps.verify import verify_outbox
@@ -141,6 +142,8 @@ class SyncRun:
     #: Why this run skips the store-reading steps (another run holds the store lock); None: it
     #: holds the lock, or has not needed it yet.
     store_skipped: str | None = None
+    #: Called after each chunk a store-reading step commits (the sender running beside them).
+    on_commit: Callable[[], None] | None = None
 
     def counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = {}
@@ -241,12 +244,25 @@ def run_step(run: SyncRun, step: str) -> StepResult:
         return result
     with step_progress(f"{declared.name}: {declared.progress_label}") as progress:
         result = declared.run(run.store, run.state, run.settings, from_start=run.from_start, run_id=run.run_id,
-                              progress=progress)
+                              progress=_after_commit(progress, run.on_commit))
     run.results[step] = result
     return result
 
 
-def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total: int | None) -> StepResult:
+def _after_commit(progress: Callable[[int], None], on_commit: Callable[[], None] | None) -> Callable[[int], None]:
+    """The step's progress callback (called once per committed chunk), also calling ``on_commit``."""
+    if on_commit is None:
+        return progress
+
+    def advance(n: int) -> None:
+        progress(n)
+        on_commit()
+
+    return advance
+
+
+def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total: int | None,
+          feed: OutboxFeed | None = None) -> StepResult:
     """The sender over this run's outbox, with the run's settings."""
     s = run.settings
     with step_progress("send: outbox rows", total=total) as progress:
@@ -261,6 +277,7 @@ def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total
             owner=owner,
             progress=progress,
             in_flight=s.send_in_flight,
+            feed=feed,
         )
 
 
@@ -270,15 +287,19 @@ def run_send(
     *,
     validate: bool = True,
     owner: str | None = None,
+    feed: OutboxFeed | None = None,
 ) -> StepResult:
-    """Send the outbox (or, in a dry run, preview what would be sent and send nothing)."""
+    """Send the outbox (or, in a dry run, preview what would be sent and send nothing); with ``feed``,
+    while the store-reading steps still queue rows (:func:`send_while_reading`)."""
     if run.dry_run:
         result = StepResult("send", details={"dry_run": True, "preview": preview_outbox(run.state, limit=20)})
         run.results["send"] = result
         return result
-    with run.state.connect() as conn:
-        pending = pending_count(conn)
-    result = _send(run, client, validate=validate, owner=owner, total=pending)
+    pending = None
+    if feed is None:
+        with run.state.connect() as conn:
+            pending = pending_count(conn)
+    result = _send(run, client, validate=validate, owner=owner, total=pending, feed=feed)
     result.details["http_requests"] = client.stats.as_dict()
     run.results["send"] = result
     return result
@@ -327,6 +348,48 @@ def run_consent(run: SyncRun, client: Any, *, owner: str | None = None) -> StepR
     return result
 
 
+class _SenderFailed(Exception):
+    """The sender running beside the store steps stopped with an error: the steps stop too."""
+
+
+def send_while_reading(run: SyncRun, client: Any, steps: Sequence[str], *, owner: str | None = None) -> StepResult:
+    """Run the store-reading ``steps`` in this thread and the sender beside them, on its own thread.
+
+    The sender claims whatever the steps have committed so far (the first bulk request leaves once
+    the first chunk is queued), waits for their next commit when it is ahead of them, and drains the
+    outbox once they are done: it never waits for a step to finish. Nothing the steps guarantee
+    changes (each chunk is one transaction, cursors only move forward) and the sender claims only
+    committed rows, under its lease, as when it runs after them. The sender mostly waits on the rate
+    limiter and Klaviyo, so a thread is enough (benchmarks/README.md, benchmark 8). If the steps fail
+    (or the run is interrupted) the sender stops at its next batch, recording what was answered and
+    handing back what it claimed and did not send; if the sender fails, the steps stop after their
+    current chunk and the sender's error is raised."""
+    feed = OutboxFeed()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-send") as pool:
+        sending = pool.submit(run_send, run, client, owner=owner, feed=feed)
+
+        def committed() -> None:
+            feed.committed()
+            if sending.done() and sending.exception() is not None:
+                raise _SenderFailed
+
+        run.on_commit = committed
+        try:
+            for step in steps:
+                run_step(run, step)
+                if sending.done():
+                    break
+        except _SenderFailed:
+            pass
+        except BaseException:
+            feed.cancel()
+            raise
+        finally:
+            run.on_commit = None
+            feed.close()
+        return sending.result()
+
+
 #: Opens the run's Klaviyo client when the send or verify step needs it (kl_sync.app.clients.klaviyo_client).
 ClientOpener = Callable[[], AbstractContextManager[Any]]
 
@@ -348,16 +411,24 @@ def run_pipeline(
     talks to Klaviyo: the key is checked first (:func:`~kl_sync.klaviyo.reads.check_key`). Returns
     the run's counts; re-raises what stopped it."""
     run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
+    store_steps = [s for s in run.steps if s not in CLIENT_STEPS]
+    client_steps = [s for s in run.steps if s in CLIENT_STEPS]
+    # The sender runs beside the store-reading steps.
+    overlap = bool(store_steps) and "send" in client_steps and not dry_run
     try:
         talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
         with open_client() if talks_to_klaviyo else nullcontext() as client:
             if client is not None:
                 check_key(client)  # a refused key stops the run before the store is read
             try:
-                for step in [s for s in run.steps if s not in CLIENT_STEPS]:
-                    run_step(run, step)
-                for step in [s for s in run.steps if s in CLIENT_STEPS]:
-                    _CLIENT_STEP[step](run, client)
+                if overlap:
+                    send_while_reading(run, client, store_steps)
+                else:
+                    for step in store_steps:
+                        run_step(run, step)
+                for step in client_steps:
+                    if not (overlap and step == "send"):
+                        _CLIENT_STEP[step](run, client)
             finally:
                 if client is not None:
                     run.client_stats = client.stats.as_dict()

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import os
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -320,6 +321,53 @@ class _Flights:
         return failed
 
 
+class OutboxFeed:
+    """How a sender running beside the store-reading steps learns that rows were queued, and when no
+    more will come. The steps call :meth:`committed` after each chunk's commit and :meth:`close` when
+    they are done; a sender that finds nothing due :meth:`wait`\ s instead of stopping, and stops once
+    the feed is closed and a last claim found nothing. :meth:`cancel` (the steps failed, or the run
+    was interrupted) stops the sender at its next batch, rows claimed and not sent handed back."""
+
+    #: A sender waiting on the feed claims again at least this often (rows coming due after a retry's
+    #: wait are not announced by a commit).
+    POLL_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._commits = 0
+        self._seen = 0
+        self._closed = False
+        self.cancelled = False
+
+    def committed(self) -> None:
+        with self._changed:
+            self._commits += 1
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.close()
+
+    def wait(self) -> bool:
+        """After a claim that found nothing: block until rows were committed since the last wait, the
+        feed closed, or a poll's time passed. True: claim again; False: nothing more will come (closed,
+        and nothing committed since the last claim began)."""
+        with self._changed:
+            if self._commits == self._seen and not self._closed:
+                self._changed.wait(self.POLL_SECONDS)
+            if self.cancelled:
+                return False
+            if self._commits != self._seen:
+                self._seen = self._commits
+                return True
+            return not self._closed
+
+
 def _count_prepared(result: StepResult, batch: _Prepared) -> None:
     result.rows_read += len(batch.claimed)
     for kind, report in batch.reports:
@@ -366,8 +414,13 @@ def send_outbox(
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
     in_flight: int = 1,
+    feed: OutboxFeed | None = None,
 ) -> StepResult:
     """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
+
+    ``feed``: the sender runs while the store-reading steps queue rows; when nothing is due it waits
+    on the feed for their next commit instead of stopping, and stops once the feed is closed and the
+    outbox drained (:class:`OutboxFeed`).
 
     ``in_flight``: requests of one endpoint posted at once, for operations whose requests may arrive
     in any order (:attr:`~kl_sync.kinds.Operation.concurrent`); each is recorded once answered.
@@ -384,14 +437,15 @@ def send_outbox(
     owner = owner or worker_name()
     prepare = functools.partial(_prepare_batch, state, lease_seconds=lease_seconds, owner=owner, validate=validate,
                                 run_id=run_id)
-    sizes = iter(_ramp(batch_size))
+    sizes = deque(_ramp(batch_size))
     submitted = 0
-    upcoming: deque[Future[_Prepared]] = deque()
+    upcoming: deque[tuple[int, Future[_Prepared]]] = deque()
 
     def submit_more() -> None:
         nonlocal submitted
         while len(upcoming) < PREPARED_AHEAD and (max_batches is None or submitted < max_batches):
-            upcoming.append(pool.submit(prepare, batch_size=next(sizes, batch_size)))
+            size = sizes.popleft() if sizes else batch_size
+            upcoming.append((size, pool.submit(prepare, batch_size=size)))
             submitted += 1
 
     def land(call: _Call, outcomes: list[Any]) -> None:
@@ -404,10 +458,20 @@ def send_outbox(
         flights = _Flights(posts, client, land, in_flight)
         try:
             submit_more()
-            while upcoming:
-                batch = upcoming.popleft().result()
+            while upcoming and not (feed is not None and feed.cancelled):
+                size, prepared = upcoming.popleft()
+                batch = prepared.result()
                 if not batch.claimed:
-                    break
+                    submitted -= 1
+                    # Ahead of the steps queuing rows: record what was answered, then claim again
+                    # after their next commit (the ramp starts where it was).
+                    with _handing_back(state, flights):
+                        flights.land_all()
+                    if feed is None or not feed.wait():
+                        break
+                    sizes.appendleft(size)
+                    submit_more()
+                    continue
                 batches += 1
                 # Prepare the next batch while this one is sent: sending mostly waits (on the rate
                 # limiter, on Klaviyo), so claiming, validating and building bodies no longer add to
@@ -425,7 +489,7 @@ def send_outbox(
             # Batches prepared ahead and never sent (the outbox ran dry, or an error stopped the
             # send) go back to the outbox as they were.
             while upcoming:
-                _release_prepared(state, upcoming.popleft())
+                _release_prepared(state, upcoming.popleft()[1])
     result.details["batches"] = batches
     return result
 
