@@ -116,12 +116,15 @@ def publish_task(run: pipeline.SyncRun, error: str | None = None) -> dict[str, A
     counts = pipeline.finish_sync(run, error=RuntimeError(error) if error else None)
     create_table_artifact(key="kl-sync-summary", table=pipeline.summary_rows(run),
                           description=f"kl-sync run {run.run_id}: what each step read, queued and sent")
-    letters = [
-        {"key": d["key"], "step": d["step"], "kind": d["kind"], "reason": d["reason"]}
-        for d in pipeline.dead_letters_of_run(run)
-    ]
-    create_table_artifact(key="kl-sync-dead-letters", table=letters or [{"key": "", "step": "", "kind": "", "reason": "none"}],
-                          description=f"Dead letters of run {run.run_id} (replay with `kl-sync dead-letters replay`)")
+    letters = pipeline.dead_letters_of_run(run)
+    by_reason = [{"reason": r["reason"], "letters": r["letters"], "first seen": str(r["first_seen"]),
+                  "last seen": str(r["last_seen"]), "example": r["example"]} for r in letters["open_by_reason"]]
+    create_table_artifact(key="kl-sync-dead-letters", table=by_reason or [{"reason": "none", "letters": 0}],
+                          description=f"Open dead letters by reason after run {run.run_id}: {letters['open']} open, "
+                                      f"{letters['replayed']} replayed and not delivered yet; this run added "
+                                      f"{letters['added_by_this_run']} and resolved {letters['resolved_by_this_run']}. "
+                                      "Fix the data, then `kl-sync dead-letters replay --reason TEXT` (README: Fix the "
+                                      "data: dead letters)")
     create_table_artifact(key="kl-sync-delivery", table=pipeline.delivery_rows(run.state) or [{"metric": "none"}],
                           description="Outbox rows per metric: queued, sent (Klaviyo answered 2xx), verified (read "
                                       "back from Klaviyo), missing (looked for, not there yet), dead")

@@ -23,7 +23,7 @@ from kl_sync.klaviyo.reads import check_key
 from kl_sync.normalize import naive_utc
 from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
-from kl_sync.state.dead_letters import list_dead_letters
+from kl_sync.state.dead_letters import letters_report, list_dead_letters
 from kl_sync.state.delivery import delivery_counts
 from kl_sync.state.locks import STORE_LOCK, release_lock, renew_lock, take_lock
 from kl_sync.state.migrate import open_state
@@ -459,9 +459,13 @@ def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[An
     return reports
 
 
-def dead_letters_of_run(run: SyncRun) -> list[dict[str, Any]]:
+def dead_letters_of_run(run: SyncRun) -> dict[str, Any]:
+    """The dead letters after the run: per status, the open ones by reason, how many the run
+    resolved (``resolved``) and added (``added``): the run's ``kl-sync-dead-letters`` artifact."""
     with run.state.connect() as conn:
-        return list_dead_letters(conn, run_id=run.run_id)
+        report = letters_report(conn, run_ids=[run.run_id])
+        added = len(list_dead_letters(conn, include_replayed=True, run_id=run.run_id))
+    return {**report, "resolved_by_this_run": report["resolved_by_run"].get(run.run_id, 0), "added_by_this_run": added}
 
 
 #: What a step's per-metric figures count, by step (the store-reading steps queue).

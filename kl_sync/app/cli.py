@@ -223,6 +223,7 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
+    from kl_sync.app.dead_letters import letters_status, print_letters_status
     from kl_sync.pipeline import delivery_rows
 
     engine = state_engine()
@@ -232,18 +233,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             "outbox": st.outbox_counts(conn),
             "delivery": delivery_rows(engine),
             "stuck_leases": st.stuck_leases(conn),
-            "dead_letters": len(st.list_dead_letters(conn)),
             "runs": st.recent_runs(conn, limit=args.runs),
         }
+        status["dead_letters"] = letters_status(conn, status["runs"])
     if args.json:
         _print_json(status)
         return 0
     _table("cursors", status["cursors"])
     _table("outbox", status["outbox"])
     _table("delivery (sent: Klaviyo answered 2xx; verified: read back from Klaviyo)", status["delivery"])
-    print(f"open dead letters: {status['dead_letters']}; rows under an expired lease: {status['stuck_leases']}")
+    print_letters_status(status["dead_letters"])
+    print(f"rows under an expired lease: {status['stuck_leases']}")
     _table("last runs", [
-        {"run": r["id"][:8], "started": r["started_at"], "status": r["status"], "steps": r["steps"], "error": r["error"] or ""}
+        {"run": r["id"][:8], "started": r["started_at"], "status": r["status"], "steps": r["steps"],
+         "letters resolved": r["letters_resolved"], "error": r["error"] or ""}
         for r in status["runs"]
     ])
     return 0

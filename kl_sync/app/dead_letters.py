@@ -27,9 +27,48 @@ def selection_of(args: argparse.Namespace, *, statuses: Any = None) -> Any:
     return Selection(tuple(keys), statuses=chosen, **selectors)
 
 
+#: Reasons ``kl-sync status`` shows (``dead-letters list`` shows them all).
+STATUS_REASONS = 10
+
+
+def letters_status(conn: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dead letters part of ``kl-sync status``: letters per status, the open ones by reason, and
+    (written into each of ``runs``) how many letters each run resolved."""
+    from kl_sync.state.dead_letters import letters_report
+
+    report = letters_report(conn, run_ids=[run["id"] for run in runs], reasons=STATUS_REASONS)
+    for run in runs:
+        run["letters_resolved"] = report["resolved_by_run"].get(run["id"], 0)
+    return report
+
+
+def summary_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """One line per reason, never wrapped into a table: count, first and last seen (to the second),
+    an example key, the reason."""
+    if not summary:
+        return ["  none"]
+    width = max(len(s["example"]) for s in summary)
+    lines = [f"  {'letters':>7}  {'first seen':<19}  {'last seen':<19}  {'example':<{width}}  reason"]
+    for s in summary:
+        lines.append(f"  {s['letters']:>7,}  {s['first_seen']:%Y-%m-%d %H:%M:%S}  {s['last_seen']:%Y-%m-%d %H:%M:%S}"
+                     f"  {s['example']:<{width}}  {s['reason']}")
+    return lines
+
+
+def print_letters_status(report: dict[str, Any]) -> None:
+    print(f"dead letters: {report['open']:,} open, {report['replayed']:,} replayed (waiting to be delivered), "
+          f"{report['resolved']:,} resolved, {report['discarded']:,} discarded")
+    if report["open_by_reason"]:
+        shown = len(report["open_by_reason"])
+        more = f" (the first {shown} of {report['reasons']}: kl-sync dead-letters list)" if shown < report["reasons"] else ""
+        print(f"open dead letters by reason{more}:")
+        for line in summary_lines(report["open_by_reason"]):
+            print(line)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from kl_sync import state as st
-    from kl_sync.app.cli import _print_json, _table
+    from kl_sync.app.cli import _print_json
     from kl_sync.state.dead_letters import letters_by_reason, select_letters
 
     engine = st.open_state(get_settings().state_url)
@@ -43,17 +82,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json(letters)
         return 0
     if args.limit is not None:
-        _table("dead letters", [
-            {"key": d["key"], "step": d["step"], "kind": d["kind"] or "", "status": d["status"],
-             "reason": d["reason"], "at": d["created_at"]}
-            for d in letters
-        ])
+        # One line a letter, never wrapped: a reason can be long.
+        width = max([len(d["key"]) for d in letters] or [0])
+        print(f"  {'created':<19}  {'status':<9}  {'step':<9}  {'key':<{width}}  reason")
+        for d in letters:
+            print(f"  {d['created_at']:%Y-%m-%d %H:%M:%S}  {d['status']:<9}  {d['step']:<9}  {d['key']:<{width}}  "
+                  f"{d['reason']}")
+        print(f"{len(letters):,} letters" + (f" (--limit {args.limit})" if len(letters) == args.limit else ""))
         return 0
-    _table(f"dead letters by reason ({', '.join(selection.statuses)})", [
-        {"letters": s["letters"], "reason": s["reason"], "first seen": s["first_seen"], "last seen": s["last_seen"],
-         "example": s["example"]}
-        for s in summary
-    ])
+    print(f"dead letters ({', '.join(selection.statuses)}) by reason:")
+    for line in summary_lines(summary):
+        print(line)
     print(f"{sum(s['letters'] for s in summary):,} letters, {len(summary):,} reasons; rows: --limit N or --json")
     return 0
 

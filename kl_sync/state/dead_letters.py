@@ -245,26 +245,58 @@ def letter_counts(conn: Connection) -> dict[str, int]:
     return {**dict.fromkeys(STATUSES, 0), **{status: n for status, n in rows}}
 
 
-def resolved_by_run(conn: Connection, run_id: str) -> int:
-    """How many letters the run ``run_id`` resolved."""
-    return conn.execute(
-        select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_run_id == run_id)
-    ).scalar_one()
+def resolved_by_runs(conn: Connection, run_ids: Sequence[str]) -> dict[str, int]:
+    """How many letters each of these runs resolved (runs that resolved none are absent)."""
+    found: dict[str, int] = {}
+    for chunk in chunks(sorted(set(run_ids)), IN_LIST_SIZE):
+        found.update(conn.execute(
+            select(dead_letters.c.resolved_run_id, func.count()).where(dead_letters.c.resolved_run_id.in_(chunk))
+            .group_by(dead_letters.c.resolved_run_id)
+        ).all())
+    return found
+
+
+#: What makes two reasons the same kind of trouble once the rows they name are set aside: quoted
+#: values and numbers (``log 6: customer 3 has a malformed e-mail 'x@'``).
+_PARTICULARS = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
+
+
+def reason_pattern(reason: str) -> str:
+    """``log 6: customer 3 has a malformed e-mail 'x@'`` -> ``log N: customer N has a malformed
+    e-mail '…'``: what ``dead-letters list`` groups letters by."""
+    return _PARTICULARS.sub(lambda m: "'…'" if m.group()[0] in "'\"" else "N", reason)
 
 
 def letters_by_reason(conn: Connection, selection: Selection = Selection()) -> list[dict[str, Any]]:
-    """The letters of ``selection`` grouped by reason, most first: how many, first and last seen, and
-    an example key (the latest). What ``dead-letters list``, ``status`` and the run's artifact show."""
+    """The letters of ``selection`` grouped by the pattern of their reason (:func:`reason_pattern`),
+    most first: how many, first and last seen, and an example key (the latest). What
+    ``dead-letters list``, ``status`` and the run's artifact show."""
     rows = conn.execute(
         select(dead_letters.c.reason, func.count(), func.min(dead_letters.c.created_at),
                func.max(dead_letters.c.created_at), func.max(dead_letters.c.id))
         .where(selection.condition()).group_by(dead_letters.c.reason)
     ).all()
-    examples = {}
-    for chunk in chunks([row[4] for row in rows], IN_LIST_SIZE):
+    groups: dict[str, dict[str, Any]] = {}
+    for reason, count, first, last, last_id in rows:
+        pattern = reason_pattern(reason)
+        group = groups.setdefault(pattern, {"reason": pattern, "letters": 0, "first_seen": first, "last_seen": last,
+                                            "last_id": last_id})
+        group["letters"] += count
+        group["first_seen"] = min(group["first_seen"], first)
+        group["last_seen"] = max(group["last_seen"], last)
+        group["last_id"] = max(group["last_id"], last_id)
+    examples: dict[int, str] = {}
+    for chunk in chunks([group["last_id"] for group in groups.values()], IN_LIST_SIZE):
         examples.update(conn.execute(select(dead_letters.c.id, dead_letters.c.key).where(dead_letters.c.id.in_(chunk))).all())
-    summary = [{"reason": reason, "letters": count, "first_seen": first, "last_seen": last, "example": examples[last_id]}
-               for reason, count, first, last, last_id in rows]
+    summary = [{"reason": g["reason"], "letters": g["letters"], "first_seen": g["first_seen"],
+                "last_seen": g["last_seen"], "example": examples[g["last_id"]]} for g in groups.values()]
     summary.sort(key=lambda entry: (-entry["letters"], entry["reason"]))
     return summary
 
+
+def letters_report(conn: Connection, *, run_ids: Sequence[str] = (), reasons: int | None = None) -> dict[str, Any]:
+    """Letters per status, the open ones by reason (the first ``reasons`` groups), and how many
+    letters each of ``run_ids`` resolved: ``kl-sync status`` and the run's artifact."""
+    by_reason = letters_by_reason(conn)
+    return {**letter_counts(conn), "open_by_reason": by_reason[:reasons], "reasons": len(by_reason),
+            "resolved_by_run": resolved_by_runs(conn, run_ids)}

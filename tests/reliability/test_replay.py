@@ -135,6 +135,14 @@ def test_a_malformed_email_fixed_in_the_store_arrives_by_replay_or_by_from_start
         with make_engine(settings.state_url).connect() as conn:
             assert conn.execute(select(outbox.c.key).where(outbox.c.key.in_(["log:6", "log:7"]))).all() == []
 
+        # Read as a person would: a summary by reason, not one line per letter.
+        code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "list")
+        # log:6, log:7, order:2, and profile:3 (the customers step's: no profile without an e-mail)
+        assert code == 0 and lines[-1] == "4 letters, 3 reasons; rows: --limit N or --json"
+        assert any("log N: customer N has a malformed e-mail '…'" in line and "log:7" in line for line in lines), lines
+        code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "list", "--step", "orders", "--json")
+        assert [letter["key"] for letter in json.loads("\n".join(lines))] == ["order:2"]
+
         code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:6", "nosuch:key")
         assert code == 2
         assert lines == ["log:6: still failing: log 6: customer 3 has a malformed e-mail 'not-an-email'",
@@ -153,6 +161,11 @@ def test_a_malformed_email_fixed_in_the_store_arrives_by_replay_or_by_from_start
             "log:6": ["resolved"], "log:7": ["resolved"], "order:2": ["resolved"]}
         (event,) = [e for e in emu.events() if e["unique_id"] == "log:6"]
         assert event["profile_email"] == "c3@example.com"
+        code, lines = _cli(monkeypatch, settings, capsys, "status", "--json")
+        status = json.loads("\n".join(lines))
+        assert (status["dead_letters"]["open"], status["dead_letters"]["resolved"]) == (0, 4)
+        # The re-read from the start resolved them all (the replay only queued log:6).
+        assert [run["letters_resolved"] for run in status["runs"]] == [4, 0, 0, 0]
 
 
 def test_a_paused_customer_fixed_in_the_store_arrives_once_by_from_start(tmp_path):

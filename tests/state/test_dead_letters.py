@@ -18,7 +18,8 @@ from kl_sync.state.dead_letters import (
     letters_by_reason,
     mark_replayed,
     rebuilds,
-    resolved_by_run,
+    reason_pattern,
+    resolved_by_runs,
     unit_of,
 )
 from kl_sync.state.migrate import MIGRATIONS, downgrade, head_revision, open_state, upgrade
@@ -78,7 +79,7 @@ def test_a_rejected_row_is_open_then_replayed_then_resolved_once_verified(state_
     letter = _letters(engine)["log:1"]
     assert (letter.status, letter.resolved_run_id) == (RESOLVED, "verify-run") and letter.resolved_at is not None
     with engine.connect() as conn:
-        assert resolved_by_run(conn, "verify-run") == 1
+        assert resolved_by_runs(conn, ["verify-run", "send-run"]) == {"verify-run": 1}
         assert letter_counts(conn) == {OPEN: 0, REPLAYED: 0, RESOLVED: 1, DISCARDED: 0}
         assert st.list_dead_letters(conn) == []
 
@@ -157,6 +158,26 @@ def test_a_person_discards_letters_with_a_note_and_delivery_leaves_them(state_ur
     with engine.connect() as conn:
         (summary,) = letters_by_reason(conn)
     assert (summary["letters"], summary["example"]) == (1, "log:9")
+
+
+def test_letters_are_summed_up_by_the_pattern_of_their_reason(state_url):
+    """1,271 letters are a few lines: the rows a reason names (ids, quoted values) set aside."""
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        for i in range(1, 6):
+            st.add_dead_letter(conn, key=f"log:{i}", step="parse", kind="log_event",
+                               reason=f"log {i}: customer {i * 10} has a malformed e-mail 'x{i}@'", original={})
+        st.add_dead_letter(conn, key="log:9", step="quality", kind="log_event",
+                           reason="failed data-quality expectations: expect_column_values_to_be_in_set(status)",
+                           original={})
+    with engine.connect() as conn:
+        malformed, paused = letters_by_reason(conn)
+        only = letters_by_reason(conn, Selection(step="quality"))
+    assert malformed["reason"] == "log N: customer N has a malformed e-mail '…'" == reason_pattern(
+        "log 6: customer 3 has a malformed e-mail 'not-an-email'")
+    assert (malformed["letters"], malformed["example"], paused["letters"]) == (5, "log:5", 1)
+    assert malformed["first_seen"] <= malformed["last_seen"]
+    assert [entry["example"] for entry in only] == ["log:9"]
 
 
 def test_the_migration_carries_letters_over(state_url):
