@@ -157,6 +157,10 @@ def _record_outcomes(
                     lost += 1
         for lease, ids in sent.items():
             lost += len(ids) - mark_sent(conn, ids, run_id=run_id, lease=lease)
+        # Dead letters of what Klaviyo accepted: settled when nothing reads the kind back, else noted re-sent.
+        accepted = [item for item, outcome in zip(items, outcomes, strict=True) if outcome.status == "sent"]
+        record_accepted(conn, [item.key for item in accepted], run_id=run_id,
+                        unverifiable={item.key for item in accepted if kind_of(item.kind).verifier is None})
     if lost:
         _count(result, "lease_lost", lost)
 
