@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kl_sync.constants import KLAVIYO_BASE_URL, KLAVIYO_REVISION
@@ -30,6 +30,10 @@ DEMO_DIR = HOME_DIR / "demo"
 
 DEFAULT_STATE_URL = f"sqlite:///{HOME_DIR / 'state.db'}"
 DEFAULT_STORE_URL = f"sqlite:///{DEMO_DIR / 'store.db'}"
+#: The demo store's state: with nothing configured, the store, the state and the Klaviyo account are
+#: all the demo's (``make demo`` writes them, every command then reads them), and a real store's state
+#: is never mixed with the demo's.
+DEMO_STATE_URL = f"sqlite:///{DEMO_DIR / 'state.db'}"
 
 #: The seed's log types, each sent as a Klaviyo metric of the same name.
 DEFAULT_LOG_METRICS: dict[str, str] = {
@@ -166,6 +170,13 @@ class Settings(BaseSettings):
         if url.get_backend_name() not in {"sqlite", "postgresql", "mysql", "mariadb"}:
             raise ValueError(f"unsupported database {url.get_backend_name()!r} (sqlite, postgresql, mysql)")
         return value
+
+    @model_validator(mode="after")
+    def _demo_state_with_the_demo_store(self) -> Settings:
+        # The default state follows the store: the demo's beside the demo store, else .kl_sync/state.db.
+        if "state_url" not in self.model_fields_set and self.store_url == DEFAULT_STORE_URL:
+            self.state_url = DEMO_STATE_URL
+        return self
 
     @field_validator("verify_after", "verify_grace")
     @classmethod

@@ -78,3 +78,16 @@ def test_outbox_sends_are_set_by_either_name(monkeypatch, variable):
     with pytest.raises(SettingsError) as err:
         load_settings()
     assert str(err.value).startswith(f"{variable}: ")
+
+
+def test_the_default_state_follows_the_default_store(monkeypatch):
+    from kl_sync.settings import DEFAULT_STATE_URL, DEMO_STATE_URL, load_settings
+
+    # Nothing configured: the demo's store and the demo's state (what `make demo` wrote, `status` reads).
+    assert load_settings().state_url == DEMO_STATE_URL == "sqlite:///.kl_sync/demo/state.db"
+    # Another store: never the demo's state.
+    monkeypatch.setenv("KL_SYNC_STORE_URL", "sqlite:///shop.db")
+    assert load_settings().state_url == DEFAULT_STATE_URL == "sqlite:///.kl_sync/state.db"
+    monkeypatch.delenv("KL_SYNC_STORE_URL")
+    monkeypatch.setenv("KL_SYNC_STATE_URL", "sqlite:///mine.db")
+    assert load_settings().state_url == "sqlite:///mine.db"

@@ -117,23 +117,25 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from kl_sync.pipeline import parse_steps
 
-    settings = get_settings()  # fail on bad settings before starting Prefect
+    settings = get_settings()  # fail on bad settings before anything starts
     try:
         steps = parse_steps(args.steps)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.rate_scale <= 0:
         raise CliError(f"--rate-scale must be positive, not {args.rate_scale:g}")
-    if args.no_prefect:
+    if args.prefect and args.no_prefect:
+        raise CliError("--prefect and --no-prefect: choose one (without either, the run is in this process)")
+    if args.prefect:
+        counts = _sync_through_prefect(args, steps, debug=args.debug)
+    else:
         from kl_sync.app.clients import rate_limiter
         from kl_sync.app.run import run_sync
 
         if args.rate_limit == "prefect":
-            raise CliError("--rate-limit prefect needs the Prefect flow: drop --no-prefect, or use shared")
+            raise CliError("--rate-limit prefect needs the Prefect flow: add --prefect, or use shared")
         limiter = rate_limiter(settings, args.rate_limit, scale=args.rate_scale)
         counts = run_sync(settings, steps=steps, from_start=args.from_start, dry_run=args.dry_run, limiter=limiter)
-    else:
-        counts = _sync_through_prefect(args, steps, debug=args.debug)
     if args.json:
         _print_json(counts)
         return 0
@@ -150,8 +152,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _sync_through_prefect(args: argparse.Namespace, steps: list[str], *, debug: bool) -> dict[str, Any]:
-    """``kl-sync sync``: the run as a local Prefect flow run (a temporary Prefect server unless
-    ``PREFECT_API_URL`` names one), as ``python flows/sync.py`` does."""
+    """``kl-sync sync --prefect``: the same run as a local Prefect flow run (a temporary Prefect server
+    unless ``PREFECT_API_URL`` names one), as ``python flows/sync.py`` does."""
     prefect_defaults()
     if not debug:
         # The run's logs go to the Prefect server; its console handler would print a failed task's
@@ -224,14 +226,13 @@ def cmd_consent(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from kl_sync import state as st
     from kl_sync.app.dead_letters import letters_status, print_letters_status
-    from kl_sync.pipeline import delivery_rows
 
     engine = state_engine()
     with engine.connect() as conn:
         status = {
             "cursors": st.all_cursors(conn),
             "outbox": st.outbox_counts(conn),
-            "delivery": delivery_rows(engine),
+            "delivery": st.delivery_counts(conn),  # the pipeline (and requests) not imported for this
             "stuck_leases": st.stuck_leases(conn),
             "runs": st.recent_runs(conn, limit=args.runs),
         }
@@ -362,14 +363,17 @@ def _add_store_and_db_commands(sub: Any) -> None:
 
 def _add_sync_command(sub: Any) -> None:
     """``sync`` and its options."""
-    sync = sub.add_parser("sync", help="run the sync flow once (through Prefect)")
+    sync = sub.add_parser("sync", help="run the sync once, in this process (--prefect: as a Prefect flow run)")
     sync.add_argument("--from-start", action="store_true", help="initial sync: re-read the log and orders from the first row")
     sync.add_argument("--dry-run", action="store_true", help="send nothing to Klaviyo; print the payloads it would send")
     sync.add_argument("--steps", default=None,
                       help="comma-separated subset of parse,orders,customers,suppress,send,verify,consent (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
-    sync.add_argument("--no-prefect", action="store_true",
-                      help="run the steps in this process without Prefect (cron, several send workers)")
+    sync.add_argument("--prefect", action="store_true",
+                      help="run it as a local Prefect flow run (a temporary Prefect server unless PREFECT_API_URL is "
+                           "set), as `python flows/sync.py` does; production runs the deployments of prefect.yaml")
+    # Before --prefect, running in this process needed this flag; scripts still pass it.
+    sync.add_argument("--no-prefect", action="store_true", help=argparse.SUPPRESS)
     sync.add_argument("--rate-limit", choices=("local", "shared", "prefect"), default="local",
                       help="Klaviyo rate limit kept per process (local, default), across every worker on the "
                            "state database (shared), or by Prefect global concurrency limits (prefect)")

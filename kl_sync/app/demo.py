@@ -5,7 +5,9 @@ through Prefect, and prints what was sent, dead-lettered and suppressed, and how
 back from Klaviyo (verified). The demo verifies at once (``KL_SYNC_VERIFY_AFTER=PT0S``): its emulator
 processes events as soon as it accepts them. Everything lives under
 ``.kl_sync/demo/``: the store (``store.db``), kl-sync's state (``state.db``) and the emulator's
-account (``emulator/``). Running it again reuses them, so the second run sends nothing new.
+account (``emulator/``). Running it again reuses them, so the second run sends nothing new. They are
+the defaults of every command when nothing is configured (the default state follows the default
+store, :data:`~kl_sync.settings.DEMO_STATE_URL`): ``kl-sync status`` after the demo shows its runs.
 """
 
 from __future__ import annotations
@@ -133,9 +135,9 @@ def _print_summary(console: Console, counts: dict, emulator, paths: DemoPaths, s
         f"the profiles); {sum(row['missing'] for row in delivery):,} not there yet"
     )
     console.print(
-        "next     [bold]kl-sync status[/bold] and [bold]kl-sync dead-letters list[/bold] "
-        f"(with KL_SYNC_STATE_URL={state_url}); the emulator's journal of every request is "
-        f"{paths.emulator_dir / 'journal.jsonl'}; the notebooks in notebooks/ read this demo."
+        "next     [bold]kl-sync status[/bold], [bold]kl-sync dead-letters list[/bold] and [bold]kl-sync sync[/bold] "
+        f"read this demo when nothing is configured (its state is {state_url}); the emulator's journal of "
+        f"every request is {paths.emulator_dir / 'journal.jsonl'}; the notebooks in notebooks/ read this demo."
     )
 
 

@@ -17,9 +17,32 @@ answered), ``spec/`` (one OpenAPI slice per operation), :mod:`.limits`, :mod:`.f
 :mod:`.journal`, :mod:`.server` (running it).
 """
 
-from kl_sync.emulator.app import create_app
-from kl_sync.emulator.config import EmulatorConfig
-from kl_sync.emulator.faults import FaultSpec
-from kl_sync.emulator.server import EmulatorHandle, running_emulator
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kl_sync.emulator.app import create_app
+    from kl_sync.emulator.config import EmulatorConfig
+    from kl_sync.emulator.faults import FaultSpec
+    from kl_sync.emulator.server import EmulatorHandle, running_emulator
+
+#: Where each name lives. Imported on first use: the app (FastAPI, uvicorn) costs ~0.6 s, which
+#: ``kl-sync --help`` and ``kl-sync status`` must not pay for the ``emulator`` command's options.
+_HOMES = {
+    "create_app": "kl_sync.emulator.app",
+    "EmulatorConfig": "kl_sync.emulator.config",
+    "FaultSpec": "kl_sync.emulator.faults",
+    "EmulatorHandle": "kl_sync.emulator.server",
+    "running_emulator": "kl_sync.emulator.server",
+}
 
 __all__ = ["EmulatorConfig", "EmulatorHandle", "FaultSpec", "create_app", "running_emulator"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -2,40 +2,59 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from kl_sync.db import backend, make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic's runtime is imported only to migrate: a state already at head (every start but the first
+# after an upgrade) is opened without it, which keeps `kl-sync status` well under a second.
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_NAME = "kl_sync_migrations"
 
 
 def _config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
+    """The newest migration's revision: the one no other migration revises. Read from the files'
+    ``revision`` / ``down_revision`` lines rather than through Alembic, which imports every migration
+    (~1 s) to tell; ``tests/state`` checks both agree. More than one head is an error, as in Alembic."""
+    revises: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(path.read_text()).body
+                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                 and node.targets[0].id in ("revision", "down_revision")}
+        revises[found["revision"]] = found.get("down_revision")
+    heads = sorted(set(revises) - set(revises.values()))
+    if len(heads) != 1:
+        raise RuntimeError(f"the state migrations have {len(heads)} heads ({', '.join(heads) or 'none'}): chain them")
+    return heads[0]
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision in Alembic's own table (``alembic_version``, one row), None before the first migration."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 #: Backend -> (take, release) of a database-wide named lock. SQLite serialises writers itself.
@@ -64,10 +83,14 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the state database to ``revision``; a no-op when it is already there."""
     if revision == "head" and current_revision(engine) == head_revision():
         return head_revision()
+    from alembic import command
+
     return _migrate(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> str | None:
+    from alembic import command
+
     return _migrate(engine, command.downgrade, revision)
 
 

@@ -181,3 +181,14 @@ def test_delivery_records_only_what_this_verification_saw(state_url):
                        "dead": 0}
         sends = dict(conn.execute(select(outbox.c.key, outbox.c.sends)).all())
     assert sends == {"log:0": 1, "log:1": 2, "log:2": 1}
+
+
+def test_the_head_read_from_the_migration_files_is_alembics():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from kl_sync.state.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
