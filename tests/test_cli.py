@@ -164,3 +164,37 @@ def test_debug_shows_the_traceback_above_the_line(tmp_path):
     done = run_kl_sync("--debug", "status", env=child_env(KL_SYNC_STATE_URL=UNREACHABLE_PG), cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("kl-sync: configuration error: KL_SYNC_STATE_URL: cannot connect")
+
+
+# ---------------------------------------------------------------------------------- readable output
+
+
+def test_quality_check_lists_the_failing_expectations_and_all_of_them_with_all(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    with open_state(f"sqlite:///{tmp_path / 'state.db'}").begin() as conn:
+        st.enqueue(conn, [_row("log:1", "a@example.com"), _row("log:2", "broken@")])
+    assert main(["quality", "check"]) == 1
+    out = capsys.readouterr().out
+    first, rest = out.split("\n", 1)
+    assert first.startswith("2 pending rows in 1 suites: 1 would be dead letters, failing 1 of ")
+    assert "expect_column_values_to_match_regex(email)" in rest and "expect_column_values_to_not_be_null" not in rest
+    assert main(["quality", "check", "--all"]) == 1
+    assert "expect_column_values_to_not_be_null" in capsys.readouterr().out
+
+
+def test_a_dry_run_says_how_many_payloads_and_shows_as_many_as_asked(tmp_path, monkeypatch, capsys):
+    from tests.reliability.helpers import make_store
+
+    monkeypatch.setenv("KL_SYNC_STORE_URL", make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=6, seed=2, years=0.2))
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    out_file = tmp_path / "payloads.jsonl"
+    assert main(["sync", "--dry-run", "--steps", "parse,orders,send", "--limit", "3", "--out", str(out_file)]) == 0
+    captured = capsys.readouterr()
+    written = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(written) > 3 and {"key", "kind", "body"} <= set(written[0])
+    assert f"dry run: 3 of the {len(written):,} payloads the next send would make are shown" in captured.out
+    assert f"wrote the {len(written):,} payloads" in captured.err
+    assert main(["sync", "--dry-run", "--steps", "send", "--json", "--limit", "5"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["send"]["pending"] == len(written) and [p["key"] for p in counts["send"]["preview"]] == [
+        p["key"] for p in written[:5]]

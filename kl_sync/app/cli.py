@@ -124,6 +124,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.rate_scale <= 0:
         raise CliError(f"--rate-scale must be positive, not {args.rate_scale:g}")
+    if args.limit < 0:
+        raise CliError(f"--limit must not be negative, not {args.limit}")
     if args.prefect and args.no_prefect:
         raise CliError("--prefect and --no-prefect: choose one (without either, the run is in this process)")
     if args.prefect:
@@ -136,12 +138,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
             raise CliError("--rate-limit prefect needs the Prefect flow: add --prefect, or use shared")
         limiter = rate_limiter(settings, args.rate_limit, scale=args.rate_scale)
         counts = run_sync(settings, steps=steps, from_start=args.from_start, dry_run=args.dry_run, limiter=limiter)
+    send = counts.get("send", {})
+    pending = _dry_run_payloads(args, send) if send.get("dry_run") else None
     if args.json:
         _print_json(counts)
         return 0
-    send = counts.get("send", {})
     for preview in send.get("preview", []):
         _print_json(preview)
+    if pending is not None:
+        print(f"dry run: {len(send['preview']):,} of the {pending:,} payloads the next send would make are shown; "
+              "all of them: --limit N, --json, or --out FILE (one JSON object a line)")
     _table("kl-sync run", [
         {"step": name, "read": c.get("rows_read"), "queued": c.get("queued") if name not in ("send", "verify") else "",
          "dead letters": c.get("dead_letters"), "sent": c.get("sent_events", "") if name == "send" else "",
@@ -149,6 +155,26 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for name, c in counts.items() if name != "http"
     ])
     return 0
+
+
+def _dry_run_payloads(args: argparse.Namespace, send: dict[str, Any]) -> int:
+    """A dry run's previews as asked (``--limit``, ``--out``) in place of the run's first 20; returns
+    how many payloads are pending in all."""
+    from kl_sync.state.outbox import pending_count
+    from kl_sync.steps.send import preview_outbox
+
+    engine = state_engine()
+    with engine.connect() as conn:
+        pending = pending_count(conn)
+    if args.out:
+        out = Path(args.out)
+        with out.open("w", encoding="utf-8") as file:
+            for preview in preview_outbox(engine, limit=pending):
+                file.write(json.dumps(preview, default=str, ensure_ascii=False) + "\n")
+        print(f"dry run: wrote the {pending:,} payloads the next send would make to {out}", file=sys.stderr)
+    send["preview"] = preview_outbox(engine, limit=args.limit)
+    send["pending"] = pending
+    return pending
 
 
 def _sync_through_prefect(args: argparse.Namespace, steps: list[str], *, debug: bool) -> dict[str, Any]:
@@ -272,13 +298,23 @@ def cmd_quality_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        _table("pending outbox rows by suite", [
-            {"suite": kind, "rows": e["rows"], "failing rows": e["failing_rows"],
-             "failures": "; ".join(f"{c}: {n}" for c, n in sorted(e["by_expectation"].items()))}
-            for kind, e in sorted(summary.items())
-        ])
+        _print_quality(summary, show_all=args.all)
     # Exit 1 when something would be dead-lettered, so scripts can gate on it.
     return 1 if any(e["failing_rows"] for e in summary.values()) else 0
+
+
+def _print_quality(summary: dict[str, dict[str, Any]], *, show_all: bool) -> None:
+    """One line of totals, then the expectations that failed (every expectation with ``--all``)."""
+    rows = sum(e["rows"] for e in summary.values())
+    failing = sum(e["failing_rows"] for e in summary.values())
+    checks = [(kind, check, n) for kind, e in sorted(summary.items()) for check, n in sorted(e["by_expectation"].items())]
+    failed = [(kind, check, n) for kind, check, n in checks if n]
+    print(f"{rows:,} pending rows in {len(summary)} suites: {failing:,} would be dead letters, failing "
+          f"{len(failed)} of {len(checks)} expectations" + ("" if show_all else " (--all lists every expectation)"))
+    shown = checks if show_all else failed
+    if shown:
+        _table("expectations" if show_all else "failing expectations",
+               [{"suite": kind, "expectation": check, "failing rows": n} for kind, check, n in shown])
 
 
 def cmd_quality_docs(args: argparse.Namespace) -> int:
@@ -369,6 +405,9 @@ def _add_sync_command(sub: Any) -> None:
     sync.add_argument("--steps", default=None,
                       help="comma-separated subset of parse,orders,customers,suppress,send,verify,consent (default: all)")
     sync.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    sync.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="with --dry-run: show N of the payloads it would send (default 20)")
+    sync.add_argument("--out", metavar="FILE", help="with --dry-run: write every payload it would send to FILE (JSON lines)")
     sync.add_argument("--prefect", action="store_true",
                       help="run it as a local Prefect flow run (a temporary Prefect server unless PREFECT_API_URL is "
                            "set), as `python flows/sync.py` does; production runs the deployments of prefect.yaml")
@@ -416,7 +455,8 @@ def _add_reading_commands(sub: Any) -> None:
     quality = sub.add_parser("quality", help="validate pending payloads against the GX suites")
     quality_sub = quality.add_subparsers(dest="quality_command", required=True, metavar="SUBCOMMAND")
     q_check = quality_sub.add_parser("check", help="validate everything pending without sending (exit 1 if any row fails)")
-    q_check.add_argument("--json", action="store_true", help="machine-readable output")
+    q_check.add_argument("--json", action="store_true", help="machine-readable output (every expectation)")
+    q_check.add_argument("--all", action="store_true", help="list every expectation, not only the failing ones")
     q_check.set_defaults(handler=cmd_quality_check)
     q_docs = quality_sub.add_parser("docs", help="build GX Data Docs (HTML) for the pending rows' validation")
     q_docs.add_argument("--out", default=".kl_sync/data-docs", help="folder for the site (default .kl_sync/data-docs)")
