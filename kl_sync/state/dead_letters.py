@@ -205,10 +205,12 @@ def unsettled_letters(conn: Connection, keys: Iterable[str]) -> list[tuple[int, 
     units = sorted({unit_of(key) for key in keys})
     found: list[tuple[int, str, dt.datetime]] = []
     for chunk in chunks(units, IN_LIST_SIZE):
-        found += [(letter_id, key, created) for letter_id, key, created in conn.execute(
-            select(dead_letters.c.id, dead_letters.c.key, dead_letters.c.created_at)
-            .where(dead_letters.c.unit.in_(chunk), dead_letters.c.status.in_(UNSETTLED))
-        )]
+        # The status is checked here, not in the query: with it there SQLite may walk the status
+        # index over every open letter for each chunk (1.6 s for 100k keys beside 10k letters).
+        found += [(letter_id, key, created) for letter_id, key, created, status in conn.execute(
+            select(dead_letters.c.id, dead_letters.c.key, dead_letters.c.created_at, dead_letters.c.status)
+            .where(dead_letters.c.unit.in_(chunk))
+        ) if status in UNSETTLED]
     return found
 
 
