@@ -268,6 +268,12 @@ def _placed_order_unit(key: str) -> str | None:
     return None
 
 
+def unit_lead(unit: str) -> str:
+    """The row the rest of a unit goes with: an order's Placed Order, ``order:<id>:placed``. A line
+    whose Placed Order is dead is held with it, whichever batch each was claimed in."""
+    return f"{unit}:placed"
+
+
 def _log_metrics(settings: Settings) -> frozenset[str]:
     return frozenset(settings.log_metrics.values())
 

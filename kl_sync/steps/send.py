@@ -25,11 +25,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from kl_sync.chunks import chunks
-from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of
+from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of, unit_lead
 from kl_sync.retry import OUTBOX_RETRIES, Retries
 from kl_sync.state.codec import utcnow
 from kl_sync.state.dead_letters import mark_dead
-from kl_sync.state.delivery import record_accepted
+from kl_sync.state.delivery import dead_keys, record_accepted
 from kl_sync.state.outbox import ClaimedItem, claim, mark_retry, mark_sent, pending_rows, release
 from kl_sync.steps.common import StepResult
 
@@ -209,6 +209,25 @@ def _quality_failures(batch: _Prepared, validate: Validator | None) -> dict[str,
     return failures
 
 
+def _hold_with_dead_leads(state: Engine, batch: _Prepared, failures: dict[str, str]) -> None:
+    """Rows of a unit whose lead (:func:`~kl_sync.kinds.unit_lead`) is not in this batch and is dead
+    (it failed in an earlier batch: a claim of ``batch_size`` rows may end between an order's Placed
+    Order and its lines) are held too, so no line goes to Klaviyo after its order was refused."""
+    claimed = {item.key for item in batch.claimed}
+    waiting: dict[str, list[ClaimedItem]] = {}
+    for item in batch.claimed:
+        unit = kind_of(item.kind).unit_of(item.key)
+        if unit is not None and item.key not in failures and unit_lead(unit) not in claimed:
+            waiting.setdefault(unit_lead(unit), []).append(item)
+    if not waiting:
+        return
+    with state.connect() as conn:
+        dead = dead_keys(conn, list(waiting))
+    for lead in dead:
+        for item in waiting[lead]:
+            failures[item.key] = f"held with its order ({kind_of(item.kind).unit_of(item.key)}): {lead} is a dead letter"
+
+
 def _prepare_batch(
     state: Engine,
     *,
@@ -224,6 +243,7 @@ def _prepare_batch(
     if not batch.claimed:
         return batch
     failures = _quality_failures(batch, validate)
+    _hold_with_dead_leads(state, batch, failures)
     passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:
         for item in batch.claimed:

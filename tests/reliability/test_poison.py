@@ -268,3 +268,23 @@ def test_an_international_domain_is_a_dead_letter_that_says_to_punycode_it(tmp_p
     for letter in letters.values():
         assert "only ASCII addresses are accepted" in letter["reason"] and "punycode" in letter["reason"]
     assert waiting == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_an_order_split_across_send_batches_is_still_held_whole(batch_size: int, tmp_path: Path) -> None:
+    """The sender claims ``send_batch_size`` rows, so a batch may end between an order's Placed Order
+    (here refused by the suites: a negative total) and its lines; the lines claimed in the next batch
+    used to be sent, Ordered Products in Klaviyo without their order."""
+    refused = {**_order(1), "total": Decimal("-5")}
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], shop_orders=[refused, _order(2)],
+                       lines=[_line(11, 1, 2), _line(12, 1, 1), _line(21, 2, 1)])
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY,
+                                send_batch_size=batch_size)
+        run_sync(settings, from_start=True)
+        sent = {e["unique_id"] for e in emu.events()}
+    with open_state(settings.state_url).connect() as conn:
+        letters = {d["key"]: d for d in state_store.list_dead_letters(conn)}
+    assert sent == {"order:2:placed", "order:2:item:21"}
+    assert {"order:1:placed", "order:1:item:11", "order:1:item:12"} == set(letters)
+    assert all("held with its order (order:1)" in letters[key]["reason"] for key in ("order:1:item:11", "order:1:item:12"))
