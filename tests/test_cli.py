@@ -198,3 +198,39 @@ def test_a_dry_run_says_how_many_payloads_and_shows_as_many_as_asked(tmp_path, m
     counts = json.loads(capsys.readouterr().out)
     assert counts["send"]["pending"] == len(written) and [p["key"] for p in counts["send"]["preview"]] == [
         p["key"] for p in written[:5]]
+
+
+def _readme_command_lines() -> list[list[str]]:
+    """Every `kl-sync …` command in README's shell blocks, as arguments: optional parts (`[--json]`)
+    included, placeholders (`KEY…`, `…`) given a value."""
+    import re
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL):
+        for line in block.splitlines():
+            line = line.split("  #", 1)[0].replace("[", "").replace("]", "").replace("KEY…", "log:1").replace("…", "x")
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words: list[str] = []
+            for token in [*lexer, ";"]:
+                if token.strip(";&|") and token not in ("do", "done"):
+                    words.append(token)
+                    continue
+                while words and "=" in words[0]:
+                    words.pop(0)  # VAR=value before the command
+                if words and words[0] in ("kl-sync", ".venv/bin/kl-sync"):
+                    commands.append(words[1:])
+                words = []
+    return commands
+
+
+def test_every_kl_sync_command_in_the_readme_parses_as_written():
+    commands = _readme_command_lines()
+    assert len(commands) >= 25 and ["sync", "--prefect"] in commands
+    parser = build_parser()
+    for words in commands:
+        try:
+            parser.parse_args(words)
+        except SystemExit:
+            raise AssertionError(f"README: `kl-sync {' '.join(words)}` does not parse") from None

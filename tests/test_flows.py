@@ -81,3 +81,45 @@ def test_every_deployment_entrypoint_loads_its_flow():
         loaded = load_flow_from_entrypoint(f"{repo / path}:{name}")
         assert isinstance(loaded, Flow), deployment["entrypoint"]
     assert load_flow_from_entrypoint(f"{repo / 'flows/steps.py'}:send_outbox").name == "kl-sync-send"
+
+
+def _readme_deployment_names() -> list[str]:
+    """The deployment names of README's table, as written (`flow/deployment`)."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return re.findall(r"^\| `([a-z-]+/[a-z-]+)` \| `flows/", readme, flags=re.MULTILINE)
+
+
+@pytest.mark.prefect
+def test_readme_deploy_commands_and_every_deployment_name_as_written(prefect_server, tmp_path):
+    """README's `prefect work-pool create`, `KL_SYNC_HOME=$PWD prefect deploy --all` and a `prefect
+    deployment run` of each deployment name of its table, against the session's Prefect server."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    repo = Path(__file__).resolve().parent.parent
+    home = tmp_path / "checkout"  # prefect deploy writes beside prefect.yaml: a copy, not the repository
+    home.mkdir()
+    for name in ("prefect.yaml", "flows", "kl_sync"):
+        source = repo / name
+        (shutil.copytree(source, home / name, ignore=shutil.ignore_patterns("__pycache__"))
+         if source.is_dir() else shutil.copy(source, home / name))
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "KL_SYNC_HOME": str(home), "PYTHONPATH": str(home)}
+    prefect = [sys.executable, "-m", "prefect"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*prefect, *args], cwd=home, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+        return done.stdout
+
+    run("work-pool", "create", "kl-sync", "--type", "process")
+    run("deploy", "--all")
+    names = _readme_deployment_names()
+    assert len(names) == 4 and "kl-sync-send/send-outbox" in names
+    for name in names:
+        assert "Created flow run" in run("deployment", "run", name)
