@@ -234,3 +234,17 @@ def test_every_kl_sync_command_in_the_readme_parses_as_written():
             parser.parse_args(words)
         except SystemExit:
             raise AssertionError(f"README: `kl-sync {' '.join(words)}` does not parse") from None
+
+
+def test_the_default_sync_runs_without_prefect(tmp_path):
+    """A Prefect API that nothing serves: the default run never asks it, --prefect does."""
+    from tests.reliability.helpers import child_env, make_store, run_kl_sync
+
+    env = child_env(KL_SYNC_STORE_URL=make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=5, seed=3, years=0.2),
+                    KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}",
+                    PREFECT_API_URL=f"http://127.0.0.1:{_closed_port()}/api")
+    done = run_kl_sync("sync", "--steps", "parse,orders", "--json", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["orders"]["queued"] > 0
+    refused = run_kl_sync("sync", "--prefect", "--steps", "parse,orders", env=env, cwd=tmp_path)
+    assert refused.returncode != 0
