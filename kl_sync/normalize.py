@@ -46,9 +46,22 @@ def clean_name(value: Any) -> str | None:
     return text or None
 
 
+def store_moment(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    """A store timestamp (naive, in the store's zone) as the instant it names, written in the local
+    time that instant really has.
+
+    Two local times need a rule. One in a DST gap (02:30 on the night clocks jump from 02:00 to
+    03:00) never happened on a clock: it is read with the offset before the jump (Python's
+    ``fold=0``), i.e. as if the clock had not jumped yet, so it comes out as 03:30 at the new
+    offset. One in a DST overlap (01:30 on the night clocks go back) happened twice: it is the first
+    of the two. Every step (events, profiles' SignUpDate, backfill) reads times through here."""
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC).astimezone(tz)
+
+
 def klaviyo_time(naive: dt.datetime, tz: ZoneInfo) -> str:
-    """A store timestamp (naive, in the store's zone) as ISO 8601 with its UTC offset."""
-    return naive.replace(tzinfo=tz).isoformat()
+    """A store timestamp (naive, in the store's zone) as ISO 8601 with its UTC offset
+    (:func:`store_moment`: a time in a DST gap comes out as the local time it really is)."""
+    return store_moment(naive, tz).isoformat()
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:

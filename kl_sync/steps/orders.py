@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Row
 
-from kl_sync.normalize import klaviyo_time
+from kl_sync.normalize import klaviyo_time, store_moment
 from kl_sync.payloads import CANCELLED_ORDER, FULFILLED_ORDER, ORDERED_PRODUCT, PLACED_ORDER, EventPayload, ProfilePayload
 from kl_sync.state.codec import utcnow
 from kl_sync.state.delivery import dead_keys
@@ -121,7 +121,7 @@ def build_order_events(
             "value_currency": currency,
             "properties": properties,
             "profile": profile,
-            "backfill": is_backfill(when.replace(tzinfo=tz), now, backfill_after),
+            "backfill": is_backfill(store_moment(when, tz), now, backfill_after),
         }
 
     out: list[tuple[str, str, EventPayload]] = []

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row
 
-from kl_sync.normalize import email_problem, normalize_email
+from kl_sync.normalize import email_problem, normalize_email, store_moment
 from kl_sync.payloads import EventPayload
 from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, is_backfill
@@ -70,7 +70,7 @@ def build_log_event(
         if email is None:
             raise BadRow(f"log {row.id}: no customer, and its data has {email_problem(data.get('email'))}")
         profile = {"email": email}
-    when = row.created_at.replace(tzinfo=tz)
+    when = store_moment(row.created_at, tz)
     properties = {**data, "message": row.message, "log_id": row.id, "log_type": row.type}
     return {
         "metric": metric,

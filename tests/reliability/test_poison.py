@@ -288,3 +288,40 @@ def test_an_order_split_across_send_batches_is_still_held_whole(batch_size: int,
     assert sent == {"order:2:placed", "order:2:item:21"}
     assert {"order:1:placed", "order:1:item:11", "order:1:item:12"} == set(letters)
     assert all("held with its order (order:1)" in letters[key]["reason"] for key in ("order:1:item:11", "order:1:item:12"))
+
+
+def test_local_times_in_a_dst_gap_or_overlap_map_one_way_everywhere(tmp_path: Path) -> None:
+    """2026-03-08 02:30 never happened in New York (02:00 jumped to 03:00); 2026-11-01 01:30 happened
+    twice. A gap time is read with the offset before the jump and written as the local time that
+    instant has (03:30-04:00, not the non-existent 02:30-05:00); an overlap time is the first one.
+    The log step and the orders step agree, and Klaviyo gets the same instant."""
+    gap, overlap = dt.datetime(2026, 3, 8, 2, 30), dt.datetime(2026, 11, 1, 1, 30)
+    logs = [{**log(1, 1), "created_at": gap}, {**log(2, 1), "created_at": overlap}]
+    shop_orders = [{**_order(1), "created_at": gap, "updated_at": gap}]
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], logs=logs, shop_orders=shop_orders,
+                       lines=[_line(11, 1, 1)])
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY,
+                                store_timezone="America/New_York")
+        run_sync(settings, from_start=True)
+        times = {line_event["attributes"]["unique_id"]: line_event["attributes"]["time"]
+                 for line in _bulk_bodies(emu.journal())
+                 for entry in line["body"]["data"]["attributes"]["events-bulk-create"]["data"]
+                 for line_event in entry["attributes"]["events"]["data"]}
+        shown = {e["unique_id"]: e["time"] for e in emu.events()}
+    assert times == {"log:1": "2026-03-08T03:30:00-04:00", "log:2": "2026-11-01T01:30:00-04:00",
+                     "order:1:placed": "2026-03-08T03:30:00-04:00", "order:1:item:11": "2026-03-08T03:30:00-04:00"}
+    assert {dt.datetime.fromisoformat(shown[k].replace("Z", "+00:00")) for k in ("log:1", "order:1:placed")} == {
+        dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)}
+
+
+def test_a_read_only_sqlite_uri_store_url_makes_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite:///file:…?mode=ro&uri=true`` names a URI SQLite opens itself, not a path: no folder
+    called ``file:…`` may appear beside the run."""
+    store = make_store(tmp_path, people=[customer(1, "a@example.com")], logs=[log(1, 1)])
+    monkeypatch.chdir(tmp_path)
+    from kl_sync.store.readers import STREAMS, read_after, store_engine
+
+    engine = store_engine(f"sqlite:///file:{tmp_path / 'store.db'}?mode=ro&uri=true")
+    assert [row.id for rows in read_after(engine, STREAMS["system_log"], None) for row in rows] == [1]
+    assert store and sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
