@@ -9,6 +9,7 @@ local emulator.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +26,11 @@ from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import letters_report, list_dead_letters
 from kl_sync.state.delivery import delivery_counts
-from kl_sync.state.locks import STORE_LOCK, release_lock, renew_lock, take_lock
+from kl_sync.failures import EXIT_INTERRUPTED, EXIT_TERMINATED, Failure
+from kl_sync.state.locks import STORE_LOCK, release_lock, release_locks_of, renew_lock, take_lock
 from kl_sync.state.migrate import open_state
-from kl_sync.state.outbox import iter_pending, pending_count
-from kl_sync.state.runs import finish_run, heartbeat, start_run
+from kl_sync.state.outbox import iter_pending, pending_count, release_run_leases, renew_leases
+from kl_sync.state.runs import abandon_dead_runs, finish_run, heartbeat, start_run
 from kl_sync.steps.common import StepResult
 from kl_sync.steps.consent import consent_report, read_consent
 from kl_sync.steps.customers import CUSTOMERS
@@ -79,13 +81,15 @@ def quality_rows(result: StepResult) -> list[dict[str, Any]]:
 
 class Heartbeat:
     """A daemon thread saying, every ``every`` seconds, that this run is alive: the run's
-    ``heartbeat_at`` and the store lock while it holds it. A run that dies stops beating, so what it
-    held (the lock) is free once its heartbeat is older than the staleness limit."""
+    ``heartbeat_at``, the leases of its claims (each renewed for ``lease_seconds``) and the store
+    lock while it holds it. A run that dies stops beating, so what it held is free within one lease
+    period: its rows' leases run out, its lock and its ``running`` row are taken over by the next run."""
 
-    def __init__(self, state: Engine, run_id: str, every: float) -> None:
+    def __init__(self, state: Engine, run_id: str, every: float, lease_seconds: int) -> None:
         self._state = state
         self._run_id = run_id
         self._every = every
+        self._lease_seconds = lease_seconds
         self._stop = threading.Event()
         self.locks: set[str] = set()
         self._thread = threading.Thread(target=self._beat, name=f"kl-sync-heartbeat-{run_id[:8]}", daemon=True)
@@ -101,6 +105,7 @@ class Heartbeat:
     def beat(self) -> None:
         with self._state.begin() as conn:
             heartbeat(conn, self._run_id)
+            renew_leases(conn, self._run_id, lease_seconds=self._lease_seconds)
         for name in list(self.locks):
             if not renew_lock(self._state, name, self._run_id):
                 self.locks.discard(name)
@@ -121,8 +126,45 @@ def heartbeat_every(settings: Settings) -> float:
 
 
 def stale_after(settings: Settings) -> dt.timedelta:
-    """How old a heartbeat says its run is dead: two lease periods (eight missed beats)."""
-    return dt.timedelta(seconds=2 * settings.lease_seconds)
+    """How old a heartbeat says its run is dead: one lease period (four missed beats). By then the
+    leases it stopped renewing have run out, so other workers already treat its rows as free; its
+    store lock and its ``running`` row follow them, so one rerun after a kill waits one lease at most."""
+    return dt.timedelta(seconds=settings.lease_seconds)
+
+
+class Interrupted(BaseException):
+    """A signal stopped the run (a BaseException, like KeyboardInterrupt: no ``except Exception``
+    on the way may swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Interruption:
+    """What SIGTERM or SIGINT asks of a run (installed as their handler by :mod:`kl_sync.app.run`).
+
+    While :attr:`defer` is set (the sender runs, the run is being recorded as started or finished),
+    the first signal only sets :attr:`event`: the sender stops claiming, lets the requests in flight
+    be answered and recorded, and hands back every row it had not posted; the pipeline stops at its
+    next step. Anywhere else (the store steps commit chunk by chunk, a crash repeats at most the
+    open one) and on a second signal, it raises :class:`Interrupted` at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self.defer = False
+
+    def __call__(self, signum: int, _frame: Any = None) -> None:
+        again = self.signum is not None
+        self.signum = self.signum or signum
+        self.event.set()
+        if again or not self.defer:
+            raise Interrupted(signum)
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise Interrupted(self.signum or 15)
 
 
 @dataclass
@@ -139,6 +181,7 @@ class SyncRun:
     results: dict[str, StepResult] = field(default_factory=dict)
     client_stats: dict[str, Any] = field(default_factory=dict)
     heartbeat: Heartbeat | None = None
+    interruption: Interruption | None = None
     #: Why this run skips the store-reading steps (another run holds the store lock); None: it
     #: holds the lock, or has not needed it yet.
     store_skipped: str | None = None
@@ -197,24 +240,42 @@ def start_sync(
     except DBAPIError as exc:
         raise DatabaseUnreachable(f"KL_SYNC_STATE_URL: cannot connect: {_one_line_reason(exc)}") from None
     chosen = parse_steps(steps)
+    abandon_dead(state, settings)
     with state.begin() as conn:
         run_id = start_run(conn, steps=chosen, dry_run=dry_run)
     since = None if verify_since is None else naive_utc(verify_since)
     run = SyncRun(settings, store, state, run_id, chosen, from_start, dry_run, since)
-    run.heartbeat = Heartbeat(state, run_id, heartbeat_every(settings))
+    run.heartbeat = Heartbeat(state, run_id, heartbeat_every(settings), settings.lease_seconds)
     run.heartbeat.start()
     return run
 
 
-def finish_sync(run: SyncRun, *, error: BaseException | None = None) -> dict[str, Any]:
-    status = "failed" if error else "ok"
+def abandon_dead(state: Engine, settings: Settings) -> list[str]:
+    """Record ``abandoned`` the runs whose heartbeat stopped (killed), and free what they held."""
+    with state.begin() as conn:
+        dead = abandon_dead_runs(conn, silent_for=stale_after(settings))
+        for run_id in dead:
+            release_run_leases(conn, run_id)
+    release_locks_of(state, dead)
+    return dead
+
+
+def finish_sync(run: SyncRun, *, error: BaseException | None = None, status: str | None = None) -> dict[str, Any]:
+    """Record the run's outcome (ok, failed, or ``status``), hand back any row its claims still hold,
+    let go of the store lock, and record dead runs met meanwhile as abandoned."""
+    status = status or ("failed" if error else "ok")
     if run.heartbeat is not None:
         run.heartbeat.stop()
     try:
         with run.state.begin() as conn:
+            release_run_leases(conn, run.run_id)
             finish_run(conn, run.run_id, status=status, counts=run.counts(), error=str(error) if error else None)
     finally:
         release_lock(run.state, STORE_LOCK, run.run_id)
+    from sqlalchemy.exc import DBAPIError
+
+    with suppress(DBAPIError):  # housekeeping for others: never what fails this run
+        abandon_dead(run.state, run.settings)
     return run.counts()
 
 
@@ -274,10 +335,11 @@ def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total
             lease_seconds=s.lease_seconds,
             validate=quality_validator(metric_names(s)) if validate else None,
             run_id=run.run_id,
-            owner=owner,
+            owner=owner or run.run_id,  # the heartbeat renews the leases of the run's claims by it
             progress=progress,
             in_flight=s.send_in_flight,
             feed=feed,
+            stop=None if run.interruption is None else run.interruption.event,
         )
 
 
@@ -405,33 +467,55 @@ def run_pipeline(
     from_start: bool = False,
     dry_run: bool = False,
     verify_since: dt.datetime | None = None,
+    interruption: Interruption | None = None,
 ) -> dict[str, Any]:
     """One whole run in this process: the chosen steps in pipeline order, the run recorded as ok or
     failed with its reason. ``open_client`` is entered once, before the store is read when a step
     talks to Klaviyo: the key is checked first (:func:`~kl_sync.klaviyo.reads.check_key`). Returns
-    the run's counts; re-raises what stopped it."""
+    the run's counts; re-raises what stopped it. With ``interruption`` (the signal handler of
+    :mod:`kl_sync.app.run`), a signal ends the run ``interrupted``: :class:`Failure` with its line."""
+    if interruption is not None:
+        interruption.defer = True  # the run is recorded as started whole, or not at all
     run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
+    run.interruption = interruption
+    check = interruption.check if interruption is not None else (lambda: None)
+    defer = functools.partial(setattr, interruption, "defer") if interruption is not None else (lambda on: None)
     store_steps = [s for s in run.steps if s not in CLIENT_STEPS]
     client_steps = [s for s in run.steps if s in CLIENT_STEPS]
     # The sender runs beside the store-reading steps.
     overlap = bool(store_steps) and "send" in client_steps and not dry_run
     try:
+        defer(False)
+        check()
         talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
         with open_client() if talks_to_klaviyo else nullcontext() as client:
             if client is not None:
                 check_key(client)  # a refused key stops the run before the store is read
             try:
                 if overlap:
+                    # A signal raises in this thread at once; the sender's thread sees the
+                    # interruption's event and stops at its next call, handing back the rest.
                     send_while_reading(run, client, store_steps)
                 else:
                     for step in store_steps:
+                        check()
                         run_step(run, step)
                 for step in client_steps:
                     if not (overlap and step == "send"):
-                        _CLIENT_STEP[step](run, client)
+                        check()
+                        defer(step == "send")  # the sender in this thread stops itself, cleanly
+                        try:
+                            _CLIENT_STEP[step](run, client)
+                        finally:
+                            defer(False)
+                check()
             finally:
                 if client is not None:
                     run.client_stats = client.stats.as_dict()
+        defer(True)
+    except Interrupted as exc:
+        defer(True)
+        raise _interrupted(run, exc.signum) from None
     except BaseException as exc:
         from sqlalchemy.exc import DBAPIError
 
@@ -440,6 +524,27 @@ def run_pipeline(
             finish_sync(run, error=exc)
         raise
     return finish_sync(run)
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _interrupted(run: SyncRun, signum: int) -> Failure:
+    """Record the run ``interrupted`` (every row it held handed back) and say so in one line."""
+    name = signal_name(signum)
+    finish_sync(run, error=RuntimeError(f"interrupted by {name}"), status="interrupted")
+    with run.state.connect() as conn:
+        waiting = pending_count(conn)
+    send = run.results.get("send")
+    sent = sum(v for k, v in send.details.items() if k.startswith("sent_")) if send is not None else 0
+    return Failure(f"interrupted by {name}: {sent} rows sent, {waiting} wait for the next run (none left leased)",
+                   exit_code=EXIT_INTERRUPTED if name == "SIGINT" else EXIT_TERMINATED)
 
 
 def validate_pending(settings: Settings, *, chunk_size: int = 20_000) -> list[Any]:

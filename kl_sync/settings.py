@@ -139,7 +139,9 @@ class Settings(BaseSettings):
         OUTBOX_RETRIES.attempts, ge=1,
         validation_alias=AliasChoices("KL_SYNC_MAX_SENDS", "KL_SYNC_MAX_ATTEMPTS", "max_sends"),
     )
-    lease_seconds: int = Field(300, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
+    #: How long claimed outbox rows stay a worker's without its heartbeat renewing them (every quarter
+    #: of it): a killed run's rows are free again within this, and its run is recorded abandoned.
+    lease_seconds: int = Field(60, ge=5, validation_alias=_env_names("lease_seconds", "KL_SYNC_LEASE_SECONDS"))
     #: How long after its send a row is first looked for in Klaviyo (Klaviyo processes events after
     #: answering 202; reading back sooner finds fewer).
     verify_after: dt.timedelta = Field(

@@ -1,17 +1,46 @@
 """A whole sync run in this process, without Prefect (``kl-sync sync --no-prefect``, cron, scripts,
-tests): the pipeline, given the client :mod:`kl_sync.app.clients` picks."""
+tests): the pipeline, given the client :mod:`kl_sync.app.clients` picks.
+
+SIGTERM and SIGINT stop the run cleanly (:class:`~kl_sync.pipeline.Interruption`): no more claims,
+the requests in flight answered and recorded, every unsent row handed back, the run recorded
+``interrupted``, and :class:`~kl_sync.failures.Failure` with one line and exit code 143 or 130.
+"""
 
 from __future__ import annotations
 
 import functools
 import datetime as dt
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kl_sync.app.clients import klaviyo_client
-from kl_sync.pipeline import run_pipeline
+from kl_sync.failures import EXIT_INTERRUPTED, EXIT_TERMINATED, Failure
+from kl_sync.pipeline import Interrupted, Interruption, run_pipeline, signal_name
 from kl_sync.settings import Settings
+
+#: The signals that stop a run cleanly.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[Interruption | None]:
+    """SIGTERM and SIGINT handled by an :class:`Interruption` while the block runs (the previous
+    handlers restored after it). Python lets only the main thread install handlers: elsewhere (a
+    run started on a thread) it yields None and the signals keep their handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    interruption = Interruption()
+    previous = {signum: signal.signal(signum, interruption) for signum in STOP_SIGNALS}
+    try:
+        yield interruption
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_sync(
@@ -27,8 +56,14 @@ def run_sync(
     """The same steps in the same order as the flow, the run recorded as ok or failed with its
     reason. Returns the run's counts; re-raises what stopped it."""
     open_client = functools.partial(klaviyo_client, settings, api_key=api_key, limiter=limiter)
-    counts = run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run,
-                          verify_since=verify_since)
+    with stopping_on_signals() as interruption:
+        try:
+            counts = run_pipeline(settings, open_client, steps=steps, from_start=from_start, dry_run=dry_run,
+                                  verify_since=verify_since, interruption=interruption)
+        except Interrupted as exc:  # before the run was recorded: nothing was claimed yet
+            name = signal_name(exc.signum)
+            raise Failure(f"interrupted by {name} while starting: nothing was sent",
+                          exit_code=EXIT_INTERRUPTED if exc.signum == signal.SIGINT else EXIT_TERMINATED) from None
     # Another run held the store lock: say so once (the run still sent what was due).
     skipped = next((c["skipped"] for c in counts.values() if isinstance(c, dict) and "skipped" in c), None)
     if skipped is not None:

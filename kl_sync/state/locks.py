@@ -74,6 +74,13 @@ def release_lock(engine: Engine, name: str, run_id: str) -> None:
         conn.execute(delete(locks).where(locks.c.name == name, locks.c.run_id == run_id))
 
 
+def release_locks_of(engine: Engine, run_ids: list[str]) -> None:
+    """Let go of every lock these (dead) runs held."""
+    if run_ids:
+        with engine.begin() as conn:
+            conn.execute(delete(locks).where(locks.c.run_id.in_(run_ids)))
+
+
 def lock_holder(engine: Engine, name: str) -> LockHolder | None:
     with engine.connect() as conn:
         row = conn.execute(select(locks.c.run_id, locks.c.acquired_at, locks.c.heartbeat_at)

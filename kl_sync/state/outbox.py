@@ -127,7 +127,7 @@ def claim(
     rows carrying that token are returned: two workers can never hold the same row.
     """
     now = now or utcnow()
-    token = f"{owner or 'worker'}:{uuid.uuid4().hex[:16]}"[:64]
+    token = f"{owner or 'worker'}:{uuid.uuid4().hex[:16]}"[:64]  # owner: a run id (lease_prefix) or a worker name
     expires = now + dt.timedelta(seconds=lease_seconds)
     condition = _claimable(now)
     if kinds:
@@ -145,6 +145,37 @@ def claim(
             .values(lease_owner=token, lease_expires_at=expires)
         )
         return _items(conn, outbox.c.lease_owner == token, limit=None, lease=token)
+
+
+def lease_prefix(run_id: str) -> str:
+    """What every lease token of a run's claims starts with (the run's claims use it as ``owner``)."""
+    return f"{run_id}:"
+
+
+def renew_leases(conn: Connection, run_id: str, *, lease_seconds: int, now: dt.datetime | None = None) -> int:
+    """The run's heartbeat: every pending row one of its claims holds is its own for ``lease_seconds``
+    more. A claim another worker took over carries that worker's token, and is not touched."""
+    now = now or utcnow()
+    return conn.execute(
+        update(outbox)
+        .where(outbox.c.status == PENDING, outbox.c.lease_owner.startswith(lease_prefix(run_id), autoescape=True))
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+    ).rowcount
+
+
+def release_run_leases(conn: Connection, run_id: str) -> int:
+    """Hand back every row a run's claims still hold (the run was stopped, or died)."""
+    return conn.execute(
+        update(outbox)
+        .where(outbox.c.status == PENDING, outbox.c.lease_owner.startswith(lease_prefix(run_id), autoescape=True))
+        .values(lease_owner=None, lease_expires_at=None)
+    ).rowcount
+
+
+def leased_count(conn: Connection) -> int:
+    """Pending rows under a lease, live or not."""
+    return conn.execute(select(func.count()).select_from(outbox)
+                        .where(outbox.c.status == PENDING, outbox.c.lease_owner.is_not(None))).scalar_one()
 
 
 def mark_sent(conn: Connection, ids: Sequence[int], *, run_id: str | None = None, lease: str | None = None) -> int:

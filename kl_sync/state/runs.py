@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from kl_sync.state.codec import dumps, utcnow
 from kl_sync.state.tables import runs
@@ -26,6 +27,28 @@ def start_run(conn: Connection, *, steps: Sequence[str], dry_run: bool = False, 
 def heartbeat(conn: Connection, run_id: str) -> None:
     """The run is alive (its heartbeat thread, every few seconds while it runs)."""
     conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == "running").values(heartbeat_at=utcnow()))
+
+
+def abandon_dead_runs(conn: Connection, *, silent_for: dt.timedelta, now: dt.datetime | None = None) -> list[str]:
+    """Record ``abandoned`` every run still ``running`` whose heartbeat stopped more than
+    ``silent_for`` ago (it was killed, or its host died); returns their ids."""
+    now = now or utcnow()
+    cutoff = now - silent_for
+    dead = list(conn.execute(
+        select(runs.c.id).where(runs.c.status == "running",
+                                func.coalesce(runs.c.heartbeat_at, runs.c.started_at) < cutoff)
+    ).scalars())
+    for run_id in dead:
+        conn.execute(
+            update(runs).where(runs.c.id == run_id, runs.c.status == "running")
+            .values(status="abandoned", finished_at=now,
+                    error=f"its heartbeat stopped for more than {int(silent_for.total_seconds())} s: the run died")
+        )
+    return dead
+
+
+def running_runs(conn: Connection) -> list[str]:
+    return list(conn.execute(select(runs.c.id).where(runs.c.status == "running")).scalars())
 
 
 def finish_run(conn: Connection, run_id: str, *, status: str, counts: dict[str, Any], error: str | None = None) -> None:

@@ -403,9 +403,14 @@ def _count_prepared(result: StepResult, batch: _Prepared) -> None:
         _count(result, "quality_rejects", batch.quality_rejects)
 
 
-def _send_batch(state: Engine, flights: _Flights, batch: _Prepared) -> None:
-    """Post a prepared batch call by call; the flights record each call's outcomes as it is answered."""
+def _send_batch(state: Engine, flights: _Flights, batch: _Prepared, stop: threading.Event | None = None) -> None:
+    """Post a prepared batch call by call; the flights record each call's outcomes as it is answered.
+    Once ``stop`` is set, the calls not posted yet go back to the outbox untouched."""
     for index, call in enumerate(batch.calls):
+        if stop is not None and stop.is_set():
+            with state.begin() as conn:
+                _release_items(conn, [item for unposted in batch.calls[index:] for item in unposted.items])
+            return
         with _handing_back(state, flights, batch.calls[index:]):
             flights.post(call)
 
@@ -423,6 +428,12 @@ def _handing_back(state: Engine, flights: _Flights, unposted: Sequence[_Call] = 
         with state.begin() as conn:
             _release_items(conn, unfinished)
         raise
+    except BaseException:
+        # Anything else (a second signal, the state database gone): hand back what was not posted,
+        # as far as the state database allows; the error is the one to raise.
+        with suppress(Exception), state.begin() as conn:
+            _release_items(conn, [i for call in unposted for i in call.items])
+        raise
 
 
 def send_outbox(
@@ -439,6 +450,7 @@ def send_outbox(
     progress: Callable[[int], None] | None = None,
     in_flight: int = 1,
     feed: OutboxFeed | None = None,
+    stop: threading.Event | None = None,
 ) -> StepResult:
     """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
 
@@ -451,6 +463,9 @@ def send_outbox(
 
     ``retries`` is the outbox half of the retry policy: a row the client could not deliver is due
     again after ``retries.wait(attempts)``, and a dead letter after ``retries.attempts`` sends.
+
+    ``stop`` (set by SIGTERM or SIGINT): claim nothing more, let the requests in flight be answered
+    and recorded, hand back every row not posted (``details["stopped"]``).
 
     Raises the client's ``AuthError`` after handing the unfinished rows back.
     """
@@ -465,9 +480,13 @@ def send_outbox(
     submitted = 0
     upcoming: deque[tuple[int, Future[_Prepared]]] = deque()
 
+    def stopped() -> bool:
+        """A signal stopped the run, or the steps the sender runs beside failed."""
+        return (stop is not None and stop.is_set()) or (feed is not None and feed.cancelled)
+
     def submit_more() -> None:
         nonlocal submitted
-        while len(upcoming) < PREPARED_AHEAD and (max_batches is None or submitted < max_batches):
+        while len(upcoming) < PREPARED_AHEAD and (max_batches is None or submitted < max_batches) and not stopped():
             size = sizes.popleft() if sizes else batch_size
             upcoming.append((size, pool.submit(prepare, batch_size=size)))
             submitted += 1
@@ -482,7 +501,7 @@ def send_outbox(
         flights = _Flights(posts, client, land, in_flight)
         try:
             submit_more()
-            while upcoming and not (feed is not None and feed.cancelled):
+            while upcoming and not stopped():
                 size, prepared = upcoming.popleft()
                 batch = prepared.result()
                 if not batch.claimed:
@@ -502,7 +521,10 @@ def send_outbox(
                 # the time a send takes (benchmarks/README.md, benchmark 1).
                 submit_more()
                 _count_prepared(result, batch)
-                _send_batch(state, flights, batch)
+                _send_batch(state, flights, batch, stop)
+                if stop is not None and stop.is_set():
+                    result.details["stopped"] = True
+                    break
             with _handing_back(state, flights):
                 flights.land_all()
         finally:

@@ -1,0 +1,98 @@
+"""Signals (issue 14, item 6): SIGTERM or SIGINT in the middle of a send stops claiming, lets the
+request in flight be answered and recorded, hands back every row not sent, records the run
+``interrupted`` and exits 143 / 130 with one line; an immediate rerun sends everything. A run killed
+outright (SIGKILL) is recorded ``abandoned`` by the next run once its heartbeat is a lease old."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from kl_sync import state as st
+from kl_sync.emulator import running_emulator
+from kl_sync.state.locks import STORE_LOCK, lock_holder, take_lock
+from kl_sync.state.migrate import open_state
+from kl_sync.state.outbox import leased_count
+from kl_sync.state.tables import runs
+from kl_sync.pipeline import abandon_dead
+from kl_sync.settings import load_settings
+from tests.reliability.helpers import BULK_EVENTS, child_env, kl_sync_command, run_kl_sync
+
+KEY = "pk_signals"
+ROWS = 3000
+
+
+def _event(n: int) -> st.OutboxItem:
+    key = f"log:{n}"
+    return st.OutboxItem(key, "log_event", {
+        "metric": "shipping.email", "time": "2026-10-01T10:00:00+00:00", "unique_id": key,
+        "properties": {"n": n}, "profile": {"email": f"signal-{n % 50}@example.com"}, "backfill": True,
+    })
+
+
+def _statuses(engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(runs.c.status).order_by(runs.c.started_at)).scalars())
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_send_hands_every_unsent_row_back(signum: int, code: int, tmp_path: Path) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, [_event(n) for n in range(ROWS)])
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        env = child_env(KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url, KLAVIYO_API_KEY=KEY,
+                        KL_SYNC_SEND_BATCH_SIZE="200", KL_SYNC_SEND_IN_FLIGHT="1")
+        # The second bulk request answers slowly: the signal lands while it is in flight.
+        emu.fail_next(BULK_EVENTS, "slow", count=2, slow_seconds=3)
+        process = subprocess.Popen(kl_sync_command("sync", "--no-prefect", "--steps", "send"), env=env, cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while process.poll() is None and not any(line["path"] == BULK_EVENTS for line in emu.journal()) \
+                and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        lines = stderr.strip().splitlines()
+        assert process.returncode == code, stderr
+        assert len(lines) == 1 and lines[0].startswith(f"kl-sync: interrupted by {signal.Signals(signum).name}: ")
+        sent_before = len(emu.events())
+        with engine.connect() as conn:
+            assert leased_count(conn) == 0
+            assert st.pending_count(conn) == ROWS - sent_before > 0  # what was answered is recorded
+        assert _statuses(engine) == ["interrupted"]
+
+        rerun = run_kl_sync("sync", "--no-prefect", "--steps", "send", env=env, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr
+        shown = [e["unique_id"] for e in emu.events()]
+    assert sorted(shown) == sorted(f"log:{n}" for n in range(ROWS))
+    assert _statuses(engine) == ["interrupted", "ok"]
+
+
+def test_a_run_whose_heartbeat_stopped_is_recorded_abandoned_and_frees_what_it_held(tmp_path: Path) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = open_state(state_url)
+    settings = load_settings(state_url=state_url, lease_seconds=60)
+    with engine.begin() as conn:
+        st.enqueue(conn, [_event(n) for n in range(5)])
+        dead = st.start_run(conn, steps=["parse", "send"])
+        alive = st.start_run(conn, steps=["send"])
+    st.claim(engine, limit=3, lease_seconds=3600, owner=dead)
+    assert take_lock(engine, STORE_LOCK, dead, stale_after=dt.timedelta(hours=1)) is None
+    with engine.begin() as conn:  # the first run was SIGKILLed 61 s ago; the second beats
+        conn.execute(update(runs).where(runs.c.id == dead).values(heartbeat_at=st.utcnow() - dt.timedelta(seconds=61)))
+    assert abandon_dead(engine, settings) == [dead]
+    with engine.connect() as conn:
+        found = {r.id: r.status for r in conn.execute(select(runs.c.id, runs.c.status))}
+        assert found == {dead: "abandoned", alive: "running"}
+        assert leased_count(conn) == 0
+    assert lock_holder(engine, STORE_LOCK) is None
+    assert abandon_dead(engine, settings) == []
