@@ -175,6 +175,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "sqlite": __import__("sqlite3").sqlite_version,
+        # Other work on the same cores moves every figure: the 1, 5 and 15 minute load averages.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -244,7 +246,8 @@ def write_json(results: Sequence[BenchResult], *, path: Path = RESULTS, started:
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB RAM; Python {info['python']}, "
-            f"SQLite {info['sqlite']}; {info['platform']}")
+            f"SQLite {info['sqlite']}; {info['platform']}; load average at the end "
+            f"{'/'.join(str(x) for x in info.get('load_average', []))}")
 
 
 def update_readme(results: Sequence[BenchResult], *, started: str, elapsed: float, path: Path = README) -> bool:
