@@ -13,8 +13,8 @@ endpoint (each has its own windows): :func:`benchmarks.send.requests_floor_secon
 endpoint's count, the largest of them. It runs from the first request to the last, so whatever the
 run does before its first request, and the last answer's round trip, count against it.
 
-After each initial sync, the same command without ``--from-start`` (nothing new) is timed from the
-shell: ``kl-sync sync --no-prefect`` as a subprocess of ``.venv/bin/kl-sync``.
+After each initial sync, the default command (nothing new) is timed from the shell: ``kl-sync sync``
+(in-process, without Prefect, by default) as a subprocess of ``.venv/bin/kl-sync``.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def initial_sync(folder: Path, base_url: str) -> dict[str, Any]:
 
 
 def nothing_new(folder: Path, base_url: str) -> float:
-    """``kl-sync sync --no-prefect`` from the shell after the initial sync: seconds to its exit."""
-    command = [str(ROOT / ".venv" / "bin" / "kl-sync"), "sync", "--no-prefect", "--json"]
+    """``kl-sync sync`` from the shell after the initial sync: seconds to its exit."""
+    command = [str(ROOT / ".venv" / "bin" / "kl-sync"), "sync", "--json"]
     if not Path(command[0]).exists():
         command = [sys.executable, "-m", "kl_sync.app.cli", *command[1:]]
     start = time.perf_counter()
@@ -206,7 +206,7 @@ def run(scale: float = 1.0, *, latencies: tuple[float, ...] = (0.0, 0.25), repea
     if incremental:
         result.figures.append(Figure(
             "5 nothing new", "incremental sync, nothing new, from the shell", median(incremental), "s",
-            ("<=", 5.0), "kl-sync sync --no-prefect after the initial sync", len(incremental),
+            ("<=", 5.0), "kl-sync sync after the initial sync", len(incremental),
             f"runs: {', '.join(f'{s:.1f}' for s in incremental)} s"))
     for at in memory_scales:
         small_folder, small_events, _ = store(at)
