@@ -71,6 +71,9 @@ def sync(
                 consent_task(run, api_key, limiter)
             else:
                 step_task.with_options(name=step)(run, step)
+        undelivered = pipeline.undelivered_failure(run)
+        if undelivered is not None:  # nothing delivered, rows wait for retry: the flow run fails
+            raise undelivered
     except BaseException as exc:
         failure = failure_of(exc)
         if run is not None:

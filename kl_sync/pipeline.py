@@ -26,10 +26,10 @@ from kl_sync.progress import step_progress
 from kl_sync.settings import Settings, SettingsError
 from kl_sync.state.dead_letters import letters_report, list_dead_letters
 from kl_sync.state.delivery import delivery_counts
-from kl_sync.failures import EXIT_INTERRUPTED, EXIT_TERMINATED, Failure
+from kl_sync.failures import EXIT_INTERRUPTED, EXIT_KLAVIYO_UNREACHABLE, EXIT_TERMINATED, Failure
 from kl_sync.state.locks import STORE_LOCK, release_lock, release_locks_of, renew_lock, take_lock
 from kl_sync.state.migrate import open_state
-from kl_sync.state.outbox import iter_pending, pending_count, release_run_leases, renew_leases
+from kl_sync.state.outbox import iter_pending, pending_count, release_run_leases, renew_leases, waiting_for_retry
 from kl_sync.state.runs import abandon_dead_runs, finish_run, heartbeat, start_run
 from kl_sync.steps.common import StepResult
 from kl_sync.steps.consent import consent_report, read_consent
@@ -513,6 +513,9 @@ def run_pipeline(
                 if client is not None:
                     run.client_stats = client.stats.as_dict()
         defer(True)
+        failure = undelivered_failure(run)
+        if failure is not None:
+            raise failure
     except Interrupted as exc:
         defer(True)
         raise _interrupted(run, exc.signum) from None
@@ -522,8 +525,48 @@ def run_pipeline(
         # Recording the failure must not hide it when the state database is what failed.
         with suppress(DBAPIError):
             finish_sync(run, error=exc)
+        unreachable = _unreachable(run, exc)
+        if unreachable is not None:
+            raise unreachable from None
         raise
     return finish_sync(run)
+
+
+def _unreachable(run: SyncRun, exc: BaseException) -> Failure | None:
+    """Klaviyo could not be reached at all (the key check before the store is read): the one line
+    says so, and how many rows wait."""
+    import sys
+
+    errors = sys.modules.get("kl_sync.klaviyo.errors")
+    if errors is None or not isinstance(exc, errors.RetryableError):
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with run.state.connect() as conn:
+            waiting = pending_count(conn)
+    except DBAPIError:
+        return None
+    return Failure(f"Klaviyo unreachable: {waiting} rows wait for retry, on the next run ({exc})",
+                   exit_code=EXIT_KLAVIYO_UNREACHABLE)
+
+
+def undelivered_failure(run: SyncRun) -> Failure | None:
+    """Whether the send delivered nothing while rows failed for a reason worth retrying (Klaviyo
+    unreachable, or answering only 5xx / 429): then the run failed, and its one line says how many
+    rows wait and when the first is due again (exit 4). A send that delivered some of them says
+    ``partly delivered`` in its summary (``details["delivery"]``) and the run is ok."""
+    send = run.results.get("send")
+    if send is None or run.dry_run or not send.details.get("retries"):
+        return None
+    sent = sum(n for name, n in send.details.items() if name.startswith("sent_") and isinstance(n, int))
+    with run.state.connect() as conn:
+        waiting, due = waiting_for_retry(conn)
+    when = "" if due is None else f", next at {due:%H:%M} UTC"
+    if sent:
+        send.details["delivery"] = f"partly delivered: {sent} sent, {waiting} wait for retry{when}"
+        return None
+    return Failure(f"Klaviyo unreachable: {waiting} rows wait for retry{when}", exit_code=EXIT_KLAVIYO_UNREACHABLE)
 
 
 def signal_name(signum: int) -> str:

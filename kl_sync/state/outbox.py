@@ -172,6 +172,16 @@ def release_run_leases(conn: Connection, run_id: str) -> int:
     ).rowcount
 
 
+def waiting_for_retry(conn: Connection) -> tuple[int, dt.datetime | None]:
+    """Pending rows a send already failed for (they wait for their next attempt), and the earliest
+    time one of them is due again."""
+    count, due = conn.execute(
+        select(func.count(), func.min(outbox.c.next_attempt_at))
+        .where(outbox.c.status == PENDING, outbox.c.attempts > 0)
+    ).one()
+    return count, due
+
+
 def leased_count(conn: Connection) -> int:
     """Pending rows under a lease, live or not."""
     return conn.execute(select(func.count()).select_from(outbox)
