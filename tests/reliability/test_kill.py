@@ -1,6 +1,7 @@
-"""1. Kill anywhere: a real ``kl-sync sync`` process is SIGKILLed at many random moments, then run
-again to completion. Every expected event reaches the emulator exactly once, and no outbox row is
-left pending or under a lease."""
+"""1. Kill anywhere: a real ``kl-sync sync`` process gets SIGKILL, SIGTERM or SIGINT at many random
+moments, then one ordinary rerun (waiting at most one lease period) completes it. Every expected
+event reaches the emulator exactly once, no outbox row is left pending or under a lease, no run is
+left ``running`` and no process the killed runs started outlives them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 from sqlalchemy import func, inspect, select
+
+from kl_sync.state.tables import runs
 
 from kl_sync.db import make_engine
 from kl_sync.emulator import FaultSpec, running_emulator
@@ -31,6 +34,8 @@ from tests.reliability.helpers import (
 
 SEED = 20261127
 KILLS = 9
+#: The signals a run may get, and the exit code each must end with when it lands mid-run.
+SIGNALS = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 143, signal.SIGINT: 130}
 KEY = "pk_kill_test"
 LEASE_SECONDS = 5
 
@@ -46,6 +51,14 @@ def _progress(state_url: str) -> tuple[bool, int]:
     return cursors, done
 
 
+def _runs(state_url: str) -> int:
+    engine = make_engine(state_url)
+    if not inspect(engine).has_table("runs"):
+        return 0
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(runs)).scalar_one()
+
+
 def _phase(before: tuple[bool, int], after: tuple[bool, int], pending: int) -> str:
     """Where the killed run was, read from what it had committed."""
     if not after[0]:
@@ -57,7 +70,26 @@ def _phase(before: tuple[bool, int], after: tuple[bool, int], pending: int) -> s
     return "after start-up, before a send batch committed"
 
 
-def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, record_property) -> None:
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux: /proc), to check none outlives it."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_signals_and_kills_at_random_moments_lose_and_double_nothing(tmp_path: Path, record_property) -> None:
     rng = random.Random(SEED)
     store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=40, seed=7, years=0.5)
     reference = reference_run(store_url, tmp_path)
@@ -74,9 +106,11 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, rec
         )
         command = kl_sync_command("sync", "--no-prefect", "--from-start")
         kills: list[dict[str, object]] = []
+        children: set[int] = set()
         completed = 0
         for attempt in range(KILLS):
             before = _progress(state_url)
+            runs_before = _runs(state_url)
             started = time.time()
             process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             # A third of the kills at a random moment of start-up, parse, orders and suppress; the rest
@@ -97,13 +131,22 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, rec
                 process.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 journal_before = len(emu.journal())
-                process.send_signal(signal.SIGKILL)
-                process.wait()
+                signum = rng.choice(list(SIGNALS))
+                children.update(_children(process.pid))
+                process.send_signal(signum)
+                process.wait(timeout=60)
+                stderr = process.stderr.read().decode()
+                if signum != signal.SIGKILL and process.returncode != 0 and _runs(state_url) > runs_before:
+                    # A run that had started stops cleanly: its code, and one line (the run
+                    # interrupted, nothing left leased). Before that, Python's own handling applies.
+                    assert process.returncode == SIGNALS[signum], stderr
+                    assert len(stderr.strip().splitlines()) == 1 and "interrupted by" in stderr, stderr
                 time.sleep(1.7 if slowed else 0.7)  # let a request that was in flight reach the journal
                 after = _progress(state_url)
                 pending = len(reference["events"]) - after[1]
                 kills.append({"after": round(delay, 2), "phase": _phase(before, after, pending),
-                              "mid_request": len(emu.journal()) > journal_before})
+                              "mid_request": len(emu.journal()) > journal_before,
+                              "signal": signal.Signals(signum).name})
             else:
                 assert process.returncode == 0, process.stderr.read().decode()
                 completed += 1
@@ -112,12 +155,14 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, rec
             # be as harmless as a crash.
             command = kl_sync_command("sync", "--no-prefect", *(["--from-start"] if attempt == 5 else []))
 
-        # Rows the last killed run had leased come back once the lease runs out.
+        # Rows a SIGKILLed run had leased come back once the lease runs out: at most one lease on.
         state = make_engine(state_url)
         with state.connect() as conn:
             leased_until = conn.execute(select(func.max(outbox.c.lease_expires_at))).scalar()
         if leased_until is not None:
-            time.sleep(max(0.0, (leased_until - st.utcnow()).total_seconds()) + 0.2)
+            wait = (leased_until - st.utcnow()).total_seconds()
+            assert wait <= LEASE_SECONDS
+            time.sleep(max(0.0, wait) + 0.2)
         final = run_kl_sync("sync", "--no-prefect", "--json", env=env, cwd=tmp_path)
         assert final.returncode == 0, final.stderr
 
@@ -135,12 +180,17 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, rec
         pending = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)).scalar_one()
         leased = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.lease_owner.is_not(None))).scalar_one()
         assert (pending, leased, st.stuck_leases(conn)) == (0, 0, 0)
+        statuses = dict(conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all())
+    assert "running" not in statuses, statuses
+    assert [pid for pid in children if _alive(pid)] == []
     assert dead_letter_keys(state_url) == reference["dead_letters"]
 
     figures = {
         "kill points tried": len(kills), "runs that finished before their kill": completed,
         "kills by phase": {p: sum(k["phase"] == p for k in kills) for p in {k["phase"] for k in kills}},
         "kills mid-request": sum(bool(k["mid_request"]) for k in kills),
+        "kills by signal": {n: sum(k["signal"] == n for k in kills) for n in {k["signal"] for k in kills}},
+        "runs by outcome": statuses,
         "expected events": len(reference["events"]), "events lost": len(lost), "events doubled": len(doubled),
         "events sent again and deduplicated by unique_id": sum(n - 1 for n in accepted.values()),
     }
