@@ -547,7 +547,7 @@ def _unreachable(run: SyncRun, exc: BaseException) -> Failure | None:
             waiting = pending_count(conn)
     except DBAPIError:
         return None
-    return Failure(f"Klaviyo unreachable: {waiting} rows wait for retry, on the next run ({exc})",
+    return Failure(f"Klaviyo unreachable: {exc}; {waiting} rows wait for the next run",
                    exit_code=EXIT_KLAVIYO_UNREACHABLE)
 
 

@@ -67,7 +67,8 @@ def test_a_closed_port_fails_the_run_saying_how_many_rows_wait(tmp_path: Path) -
     with pytest.raises(Failure) as failed:
         _run(state_url, f"http://127.0.0.1:{port}", "pk_closed")
     assert failed.value.exit_code == EXIT_KLAVIYO_UNREACHABLE
-    assert failed.value.line.startswith("Klaviyo unreachable: 7 rows wait for retry")
+    assert failed.value.line.startswith("Klaviyo unreachable: Klaviyo get_profiles: ConnectionError: ")
+    assert failed.value.line.endswith("; 7 rows wait for the next run")
     assert "\n" not in failed.value.line
     assert _statuses(engine) == ["failed"]
 
