@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     orders_lookback: dt.timedelta = Field(
         dt.timedelta(minutes=5), validation_alias=_env_names("orders_lookback", "KL_SYNC_ORDERS_LOOKBACK")
     )
+    #: How many log ids before its cursor the parse step re-reads: a row committed late, with an id below
+    #: rows already read (ids are handed out at insert, rows become visible at commit), is not missed.
+    log_lookback_ids: int = Field(
+        1000, ge=0, validation_alias=_env_names("log_lookback_ids", "KL_SYNC_LOG_LOOKBACK_IDS")
+    )
     #: How far before its cursor the customers step re-reads (same-second updates, late commits).
     customers_lookback: dt.timedelta = Field(
         dt.timedelta(minutes=5), validation_alias=_env_names("customers_lookback", "KL_SYNC_CUSTOMERS_LOOKBACK")

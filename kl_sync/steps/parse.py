@@ -4,6 +4,7 @@ Each event carries the log entry's own time (with the store's offset), ``unique_
 key ``log:<id>``, the row's message and data as properties, and the customer's CURRENT profile. Old
 events go with ``backfill: true`` so an initial sync of years of history fires no Klaviyo flows.
 A row that cannot become a valid event is dead-lettered with its reason; the cursor moves past it.
+Each run re-reads ``KL_SYNC_LOG_LOOKBACK_IDS`` ids before the cursor, for rows committed late.
 The step is a declared stream (:data:`PARSE`, run by :mod:`kl_sync.steps.stream`): each chunk's
 outbox rows, dead letters, touched customers and cursor commit in one transaction.
 """
@@ -21,7 +22,7 @@ from kl_sync.normalize import email_problem, normalize_email, store_moment
 from kl_sync.payloads import EventPayload
 from kl_sync.state.outbox import OutboxItem
 from kl_sync.steps.common import PROFILE_COLUMNS, BadRow, CustomerProfiles, is_backfill
-from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep
+from kl_sync.steps.stream import Built, RowBuilder, StepContext, StoreStream, StreamStep, id_lookback
 from kl_sync.store.contract import system_log
 from kl_sync.store.readers import customers_by_id
 
@@ -96,10 +97,12 @@ def _prepare(context: StepContext, rows: list[Row[Any]]) -> RowBuilder:
     return build
 
 
-#: The seed's Log Parse: tracked ``system_log`` rows after the cursor, one event each.
+#: The seed's Log Parse: tracked ``system_log`` rows after the cursor (re-reading ``log_lookback_ids``
+#: ids before it, for rows committed late), one event each.
 PARSE = StreamStep(
     name="parse",
-    source=StoreStream(STREAM, where=lambda settings: system_log.c.type.in_(list(settings.log_metrics))),
+    source=StoreStream(STREAM, where=lambda settings: system_log.c.type.in_(list(settings.log_metrics)),
+                       rewind=id_lookback(lambda settings: settings.log_lookback_ids)),
     kinds=(KIND,),
     key_prefix=KEY_PREFIX,
     prepare=_prepare,

@@ -77,6 +77,9 @@ class Chunk:
     #: Source rows the chunk covers (a touched customer no longer in the store is read, not built).
     read: int
     done: Callable[[Connection], None]
+    #: Whether a row is past the stored cursor; None when all are. A row the lookback re-reads counts
+    #: as neither read nor touched unless it queues something new (a late row).
+    fresh: Callable[[Row[Any]], bool] | None = None
 
 
 class Source(Protocol):
@@ -101,7 +104,11 @@ class StoreStream:
         stream = STREAMS[self.stream]
         with context.state.connect() as conn:
             cursor = None if from_start else get_cursor(conn, self.stream)
+        fresh = None
         if cursor is not None and self.rewind is not None:
+            if len(stream.cursor) == 1:  # an id cursor: past it is a plain comparison
+                stored = tuple(cursor)
+                fresh = lambda row: stream.cursor_of(row) > stored  # noqa: E731
             cursor = self.rewind(cursor, context.settings)
         where = None if self.where is None else self.where(context.settings)
         for rows in read_after(context.store, stream, cursor, chunk_size=context.settings.chunk_size, where=where):
@@ -111,7 +118,8 @@ class StoreStream:
             last = next((row for row in reversed(rows) if stream.readable_cursor(row)), None)
             done = _nothing if last is None else functools.partial(set_cursor, stream=self.stream,
                                                                    value=stream.cursor_of(last))
-            yield Chunk(rows, len(rows), done)
+            read = len(rows) if fresh is None else sum(1 for row in rows if fresh(row))
+            yield Chunk(rows, read, done, fresh)
 
 
 def _nothing(conn: Connection) -> None:
@@ -125,6 +133,18 @@ def lookback(window: Callable[[Settings], dt.timedelta]) -> Rewind:
 
     def rewind(cursor: Sequence[Any], settings: Settings) -> Sequence[Any]:
         return [parse_cursor_datetime(cursor[0]) - window(settings), -1]  # type: ignore[operator]
+
+    return rewind
+
+
+def id_lookback(window: Callable[[Settings], int]) -> Rewind:
+    """Resume an ``(id,)`` cursor ``window`` ids earlier: ids are handed out at insert but rows become
+    visible at commit, so a row whose transaction committed after a later row's was read would
+    otherwise be skipped for good. Re-reading is harmless: a re-read row's key is already queued (or
+    its dead letter already written), so it queues nothing new."""
+
+    def rewind(cursor: Sequence[Any], settings: Settings) -> Sequence[Any]:
+        return [max(0, int(cursor[0]) - window(settings) - 1)]  # rows strictly after: the window's ids and the cursor's
 
     return rewind
 
@@ -181,7 +201,7 @@ class StreamStep:
         context = StepContext(store, state, settings, now or dt.datetime.now(dt.UTC))
         result = StepResult(self.name)
         for chunk in self.source.chunks(context, from_start=from_start):
-            out = _build(self, chunk.rows, self.prepare(context, chunk.rows))
+            out = _build(self, chunk.rows, self.prepare(context, chunk.rows), fresh=chunk.fresh)
             _commit(state, self, chunk, out, result, run_id, from_start=from_start)
             result.rows_read += chunk.read
             if self.rows_detail is not None:
@@ -196,6 +216,8 @@ class _ChunkOutput:
     items: list[OutboxItem] = field(default_factory=list)
     letters: list[dict[str, Any]] = field(default_factory=list)
     touched: list[int] = field(default_factory=list)
+    #: Re-read rows' (keys, customers): touched only if one of the keys is queued new.
+    touched_if_new: list[tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=list)
     records: list[Any] = field(default_factory=list)
 
 
@@ -227,7 +249,8 @@ def _built_checked(step: StreamStep, build: RowBuilder, row: Row[Any]) -> Built:
     return built
 
 
-def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder) -> _ChunkOutput:
+def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder,
+           fresh: Callable[[Row[Any]], bool] | None = None) -> _ChunkOutput:
     out = _ChunkOutput()
     for row in rows:
         try:
@@ -238,7 +261,10 @@ def _build(step: StreamStep, rows: list[Row[Any]], build: RowBuilder) -> _ChunkO
                                 "reason": printable(reason)[:2000], "original": printable_value(dict(row._mapping))})
             continue
         out.items.extend(built.items)
-        out.touched.extend(built.touched)
+        if fresh is None or fresh(row):
+            out.touched.extend(built.touched)
+        elif built.touched:
+            out.touched_if_new.append((tuple(item.key for item in built.items), tuple(built.touched)))
         if built.record is not None:
             out.records.append(built.record)
     return out
@@ -258,7 +284,8 @@ def _commit(state: Engine, step: StreamStep, chunk: Chunk, out: _ChunkOutput, re
         add_dead_letters(conn, letters, run_id=run_id)
         if step.record is not None and out.records:
             step.record(conn, out.records)
-        touch_customers(conn, out.touched)
+        touch_customers(conn, out.touched + [customer for keys, customers in out.touched_if_new
+                                             if any(key in new_keys for key in keys) for customer in customers])
         chunk.done(conn)
     for item in out.items:
         if item.key in new_keys and kind_of(item.kind).metrics is not None:

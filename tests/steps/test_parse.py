@@ -82,7 +82,7 @@ def test_rerun_and_initial_sync_add_nothing_twice(store_url, state_url):
     settings = load_settings(chunk_size=7)
     first = parse_log(store, state, settings, now=NOW)
     assert (first.queued, first.dead_letters) == (10, 10)
-    again = parse_log(store, state, settings, now=NOW)
+    again = parse_log(store, state, settings, now=NOW)  # re-reads the lookback (all 20 ids): nothing new
     assert (again.rows_read, again.queued, again.dead_letters) == (0, 0, 0)
     initial = parse_log(store, state, settings, from_start=True, now=NOW)
     assert (initial.rows_read, initial.queued, initial.dead_letters) == (20, 0, 0)
