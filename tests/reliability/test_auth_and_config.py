@@ -1,7 +1,7 @@
 """5. Auth and config failures: a refused key (401) or a key without the scope (403) stops the run
 with one clear line (exit 3) before the store is read, and marks nothing sent; a database that cannot
 be reached fails with the reason, naming the setting, not a traceback (exit 2) — from the CLI, and as
-a failed Prefect flow run."""
+a failed Prefect flow run; Klaviyo unreachable fails the flow run too, with the line of exit 4."""
 
 from __future__ import annotations
 
@@ -79,3 +79,26 @@ def test_an_unreachable_store_fails_the_flow_run_with_the_reason(prefect_server,
     with pytest.raises(SettingsError, match="KL_SYNC_STORE_URL: cannot connect") as raised:
         state.result()
     assert raised.value.exit_code == 2
+
+
+@pytest.mark.prefect
+def test_klaviyo_unreachable_fails_the_flow_run_with_the_same_line(prefect_server, tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    from flows.sync import sync
+    from kl_sync.failures import EXIT_KLAVIYO_UNREACHABLE, Failure
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KL_SYNC_STORE_URL", make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=5, seed=3, years=0.2))
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("KLAVIYO_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_closed_port")
+    state = sync(return_state=True)
+    assert state.is_failed()
+    # The same line `kl-sync sync` prints (exit 4), as the flow run's message: a Prefect run shows Failed, not Completed.
+    assert state.message.startswith("Klaviyo unreachable: ") and "\n" not in state.message
+    with pytest.raises(Failure) as raised:
+        state.result()
+    assert raised.value.exit_code == EXIT_KLAVIYO_UNREACHABLE and str(raised.value) == state.message
