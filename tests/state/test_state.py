@@ -192,3 +192,18 @@ def test_the_head_read_from_the_migration_files_is_alembics():
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_state_transactions_run_at_read_committed_on_every_server(state_url: str) -> None:
+    # InnoDB's default REPEATABLE READ gap-locked the outbox's claim index, and two overlapping runs
+    # deadlocked (1213) on it: MySQL / MariaDB state runs at PostgreSQL's default instead.
+    from sqlalchemy import text
+
+    from kl_sync.db import backend
+
+    engine = open_state(state_url)
+    query = {"postgresql": "SHOW transaction_isolation", "mysql": "SELECT @@tx_isolation"}.get(backend(engine))
+    if query is None:
+        pytest.skip("SQLite serialises its writers: it has no isolation levels to choose")
+    with engine.connect() as conn:
+        assert conn.execute(text(query)).scalar_one().replace("-", " ").lower() == "read committed"
