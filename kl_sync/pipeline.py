@@ -9,7 +9,6 @@ local emulator.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,11 +143,15 @@ class Interrupted(BaseException):
 class Interruption:
     """What SIGTERM or SIGINT asks of a run (installed as their handler by :mod:`kl_sync.app.run`).
 
-    While :attr:`defer` is set (the sender runs, the run is being recorded as started or finished),
-    the first signal only sets :attr:`event`: the sender stops claiming, lets the requests in flight
-    be answered and recorded, and hands back every row it had not posted; the pipeline stops at its
-    next step. Anywhere else (the store steps commit chunk by chunk, a crash repeats at most the
-    open one) and on a second signal, it raises :class:`Interrupted` at once."""
+    While :attr:`defer` is set (all through a run, from its recording as started to its recording
+    as finished), the first signal only sets :attr:`event`, and the run stops at its next safe
+    point: the sender stops claiming, lets the requests in flight be answered and recorded, and
+    hands back every row it had not posted; a store-reading step stops after the chunk it is
+    committing, verify after its chunk (:meth:`check`, called between chunks and between steps).
+    Raising at any bytecode instead could land inside a state transaction or the connection pool's
+    bookkeeping: the interrupted connection then kept SQLite's write lock while the run recorded its
+    end, and the run hung (about 1 in 8 signalled runs). Outside a run, and on a second signal (the
+    operator insists), it raises :class:`Interrupted` at once."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -305,19 +308,28 @@ def run_step(run: SyncRun, step: str) -> StepResult:
         return result
     with step_progress(f"{declared.name}: {declared.progress_label}") as progress:
         result = declared.run(run.store, run.state, run.settings, from_start=run.from_start, run_id=run.run_id,
-                              progress=_after_commit(progress, run.on_commit))
+                              progress=_after_commit(progress, run.on_commit, _stop_point(run)))
     run.results[step] = result
     return result
 
 
-def _after_commit(progress: Callable[[int], None], on_commit: Callable[[], None] | None) -> Callable[[int], None]:
-    """The step's progress callback (called once per committed chunk), also calling ``on_commit``."""
-    if on_commit is None:
+def _stop_point(run: SyncRun) -> Callable[[], None] | None:
+    """Raises :class:`Interrupted` if a signal came (:meth:`Interruption.check`): for the points
+    between a step's transactions, where stopping loses nothing."""
+    return None if run.interruption is None else run.interruption.check
+
+
+def _after_commit(progress: Callable[[int], None], *after: Callable[[], None] | None) -> Callable[[int], None]:
+    """The step's progress callback (called once per committed chunk, outside any transaction),
+    then each of ``after`` (the sender beside the steps; the stop point)."""
+    calls = [call for call in after if call is not None]
+    if not calls:
         return progress
 
     def advance(n: int) -> None:
         progress(n)
-        on_commit()
+        for call in calls:
+            call()
 
     return advance
 
@@ -387,7 +399,7 @@ def run_verify(run: SyncRun, client: Any, *, owner: str | None = None) -> StepRe
             resend=lambda: _send(run, client, validate=True, owner=owner, total=None),
             since=run.verify_since,
             run_id=run.run_id,
-            progress=progress,
+            progress=_after_commit(progress, _stop_point(run)),
         )
     result.details["http_requests"] = _requests_since(before, client.stats.as_dict())
     run.results["verify"] = result
@@ -475,26 +487,26 @@ def run_pipeline(
     the run's counts; re-raises what stopped it. With ``interruption`` (the signal handler of
     :mod:`kl_sync.app.run`), a signal ends the run ``interrupted``: :class:`Failure` with its line."""
     if interruption is not None:
-        interruption.defer = True  # the run is recorded as started whole, or not at all
+        # Signals are deferred to the run's stop points from here to its end (Interruption).
+        interruption.defer = True
     run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
     run.interruption = interruption
     check = interruption.check if interruption is not None else (lambda: None)
-    defer = functools.partial(setattr, interruption, "defer") if interruption is not None else (lambda on: None)
     store_steps = [s for s in run.steps if s not in CLIENT_STEPS]
     client_steps = [s for s in run.steps if s in CLIENT_STEPS]
     # The sender runs beside the store-reading steps.
     overlap = bool(store_steps) and "send" in client_steps and not dry_run
     try:
-        defer(False)
         check()
         talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
         with open_client() if talks_to_klaviyo else nullcontext() as client:
             if client is not None:
                 check_key(client)  # a refused key stops the run before the store is read
+            check()
             try:
                 if overlap:
-                    # A signal raises in this thread at once; the sender's thread sees the
-                    # interruption's event and stops at its next call, handing back the rest.
+                    # After a signal, the steps stop at their next commit and the sender's thread
+                    # (it sees the interruption's event) at its next call, handing back the rest.
                     send_while_reading(run, client, store_steps)
                 else:
                     for step in store_steps:
@@ -503,21 +515,15 @@ def run_pipeline(
                 for step in client_steps:
                     if not (overlap and step == "send"):
                         check()
-                        defer(step == "send")  # the sender in this thread stops itself, cleanly
-                        try:
-                            _CLIENT_STEP[step](run, client)
-                        finally:
-                            defer(False)
+                        _CLIENT_STEP[step](run, client)
                 check()
             finally:
                 if client is not None:
                     run.client_stats = client.stats.as_dict()
-        defer(True)
         failure = undelivered_failure(run)
         if failure is not None:
             raise failure
     except Interrupted as exc:
-        defer(True)
         raise _interrupted(run, exc.signum) from None
     except BaseException as exc:
         from sqlalchemy.exc import DBAPIError

@@ -6,6 +6,7 @@ outright (SIGKILL) is recorded ``abandoned`` by the next run once its heartbeat 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from kl_sync.emulator import running_emulator
 from kl_sync.state.locks import STORE_LOCK, lock_holder, take_lock
 from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import leased_count
-from kl_sync.state.tables import runs
+from kl_sync.state.tables import outbox, runs
 from kl_sync.pipeline import abandon_dead
 from kl_sync.settings import load_settings
 from tests.reliability.helpers import BULK_EVENTS, child_env, kl_sync_command, run_kl_sync
@@ -96,3 +97,48 @@ def test_a_run_whose_heartbeat_stopped_is_recorded_abandoned_and_frees_what_it_h
         assert leased_count(conn) == 0
     assert lock_holder(engine, STORE_LOCK) is None
     assert abandon_dead(engine, settings) == []
+
+
+def test_a_signal_inside_a_state_transaction_lets_it_commit_and_stops_the_run_after_it(tmp_path: Path) -> None:
+    # The signal arrives while the parse step's first chunk is being written (inside its transaction):
+    # raising there used to leave the transaction open, holding SQLite's write lock, and the run hung
+    # recording itself interrupted. The run now stops at its next stop point: after that commit.
+    from sqlalchemy import Engine, event, text
+
+    from kl_sync.db import make_engine
+
+    from kl_sync.failures import Failure
+    from kl_sync.pipeline import Interruption, run_pipeline
+    from tests.reliability.helpers import make_store
+
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=6, seed=3, years=0.5)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = load_settings(store_url=store_url, state_url=state_url, chunk_size=20)
+    interruption = Interruption()
+    seen: list[str] = []
+
+    def signal_mid_transaction(conn, cursor, statement, *args) -> None:  # noqa: ANN001 (SQLAlchemy's hook)
+        if statement.startswith("INSERT INTO outbox") and not seen:
+            seen.append(statement)
+            interruption(signal.SIGTERM)  # what the handler does when SIGTERM lands here
+
+    event.listen(Engine, "before_cursor_execute", signal_mid_transaction)
+    try:
+        with pytest.raises(Failure) as stopped:
+            run_pipeline(settings, open_client=None, steps=["parse"], interruption=interruption)
+    finally:
+        event.remove(Engine, "before_cursor_execute", signal_mid_transaction)
+    assert stopped.value.exit_code == 143 and str(stopped.value).startswith("interrupted by SIGTERM: ")
+    engine = open_state(state_url)
+    with engine.connect() as conn:
+        cursors = {c["stream"]: c["value"] for c in st.all_cursors(conn)}
+        queued = [int(key.split(":")[1]) for key in conn.execute(select(outbox.c.key)).scalars()]
+        assert leased_count(conn) == 0
+    with make_engine(store_url).connect() as conn:
+        last_log_id = conn.execute(text("SELECT max(id) FROM system_log")).scalar_one()
+    # The chunk the signal landed in is committed whole (its rows queued, the cursor past them), and
+    # the run stopped there: one chunk of at most 20 rows, the rest of the log left for the next run.
+    assert seen and list(cursors) == ["system_log"]
+    (cursor_id,) = json.loads(cursors["system_log"])
+    assert 0 < len(queued) <= 20 and max(queued) <= cursor_id < last_log_id
+    assert _statuses(engine) == ["interrupted"]
