@@ -56,6 +56,26 @@ def _text_per_value(data: bytes) -> str:
     return str(data, "utf-8", "surrogateescape")
 
 
+def _switch_to_wal(cursor: Any, *, patience: float) -> None:
+    """``PRAGMA journal_mode=WAL``, once per database (the mode is kept in the file). Switching needs
+    the file to itself, and SQLite answers "database is locked" at once, without its busy timeout,
+    when another connection is writing a file not yet in WAL: a second run starting while the first
+    creates the state database. Then try again, for as long as the busy timeout would have waited."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool = False, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite files get their folder created (not for a ``file:`` URI), a busy
     timeout and (for our own state database) WAL. The store is opened without switching its journal
@@ -75,7 +95,7 @@ def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool
             # WAL lets readers (status, notebooks) run while a sync writes; NORMAL is safe under WAL.
             cursor = dbapi_conn.cursor()
             if sqlite_wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cursor, patience=float(kwargs["connect_args"].get("timeout", 30)))
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 

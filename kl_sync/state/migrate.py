@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -57,7 +58,7 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
-#: Backend -> (take, release) of a database-wide named lock. SQLite serialises writers itself.
+#: Backend -> (take, release) of a database-wide named lock (SQLite: :func:`_sqlite_file_lock`).
 _LOCK_SQL = {
     "postgresql": ("SELECT pg_advisory_lock(hashtext(:name))", "SELECT pg_advisory_unlock(hashtext(:name))"),
     "mysql": ("SELECT GET_LOCK(:name, 60)", "SELECT RELEASE_LOCK(:name)"),
@@ -65,8 +66,37 @@ _LOCK_SQL = {
 
 
 @contextmanager
+def _sqlite_file_lock(conn: Connection) -> Iterator[None]:
+    """SQLite has no named lock, and two processes migrating one fresh file both created
+    ``alembic_version`` (the second failed: "table alembic_version already exists"). An exclusive
+    ``flock`` on the database's folder orders them. Not on the database file itself: SQLite locks it
+    with POSIX record locks, and closing ANY descriptor of that file drops all of this process's
+    record locks on it (SQLite's "how to corrupt" page, 2.2), which surfaced as "disk I/O error" in
+    the migrating run. Where ``fcntl`` does not exist (Windows) nothing is locked, as before."""
+    path = conn.engine.url.database
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is None or not path or path == ":memory:" or str(conn.engine.url.query.get("uri", "")).lower() in {"true", "1"}:
+        yield
+        return
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # the lock goes with it
+
+
+@contextmanager
 def _migration_lock(conn: Connection) -> Iterator[None]:
-    """Several workers may start at once: only one of them migrates, the others wait for it."""
+    """Several workers may start at once: only one of them migrates, the others wait for it (and
+    then find the database migrated)."""
+    if backend(conn.engine) == "sqlite":
+        with _sqlite_file_lock(conn):
+            yield
+        return
     statements = _LOCK_SQL.get(backend(conn.engine))
     if statements is None:
         yield

@@ -194,16 +194,45 @@ def test_the_head_read_from_the_migration_files_is_alembics():
     assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
 
 
-def test_state_transactions_run_at_read_committed_on_every_server(state_url: str) -> None:
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_state_transactions_run_at_read_committed_on_every_server(server: str, tmp_path) -> None:
     # InnoDB's default REPEATABLE READ gap-locked the outbox's claim index, and two overlapping runs
-    # deadlocked (1213) on it: MySQL / MariaDB state runs at PostgreSQL's default instead.
+    # deadlocked (1213) on it: MySQL / MariaDB state runs at PostgreSQL's default instead. (SQLite
+    # serialises its writers: it has no isolation level to choose.)
     from sqlalchemy import text
 
-    from kl_sync.db import backend
+    from tests.dbs import fresh_database
 
-    engine = open_state(state_url)
-    query = {"postgresql": "SHOW transaction_isolation", "mysql": "SELECT @@tx_isolation"}.get(backend(engine))
-    if query is None:
-        pytest.skip("SQLite serialises its writers: it has no isolation levels to choose")
-    with engine.connect() as conn:
-        assert conn.execute(text(query)).scalar_one().replace("-", " ").lower() == "read committed"
+    query = {"postgresql": "SHOW transaction_isolation", "mysql": "SELECT @@tx_isolation"}[server]
+    with fresh_database(server, tmp_path) as state_url:
+        engine = open_state(state_url)
+        with engine.connect() as conn:
+            assert conn.execute(text(query)).scalar_one().replace("-", " ").lower() == "read committed"
+        engine.dispose()
+
+
+def test_runs_starting_together_on_a_fresh_sqlite_state_all_open_it(tmp_path) -> None:
+    # Cron and a manual run on a new machine: both used to create alembic_version ("table
+    # alembic_version already exists"), or the second failed to switch the new file to WAL
+    # ("database is locked"). One migrates; the others wait for it and find the state at head.
+    import threading
+
+    for trial in range(3):
+        url = f"sqlite:///{tmp_path / f'state{trial}.db'}"
+        start = threading.Barrier(3)
+        errors: list[str] = []
+
+        def one_start() -> None:
+            start.wait()
+            try:
+                open_state(url).dispose()
+            except Exception as exc:  # reported below, with the others'
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=one_start) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        assert current_revision(make_engine(url)) == head_revision()
