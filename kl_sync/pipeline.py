@@ -501,6 +501,8 @@ def run_pipeline(
         talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
         with open_client() if talks_to_klaviyo else nullcontext() as client:
             if client is not None:
+                if interruption is not None and hasattr(client, "stop"):
+                    client.stop = interruption.event  # a signal cuts the client's retry waits short
                 check_key(client)  # a refused key stops the run before the store is read
             check()
             try:
@@ -528,6 +530,10 @@ def run_pipeline(
     except BaseException as exc:
         from sqlalchemy.exc import DBAPIError
 
+        if interruption is not None and interruption.event.is_set() and _cut_short(exc):
+            # The stop cut a request's retries short: the run was interrupted, and says so.
+            raise _interrupted(run, interruption.signum or 15) from None
+
         # Recording the failure must not hide it when the state database is what failed.
         with suppress(DBAPIError):
             finish_sync(run, error=exc)
@@ -536,6 +542,14 @@ def run_pipeline(
             raise unreachable from None
         raise
     return finish_sync(run)
+
+
+def _cut_short(exc: BaseException) -> bool:
+    """A Klaviyo request that failed, retryably, while its run was stopping: not retried because of
+    the stop (:attr:`~kl_sync.klaviyo.client.KlaviyoClient.stop`)."""
+    from kl_sync.klaviyo.errors import RetryableError
+
+    return isinstance(exc, RetryableError)
 
 
 def _unreachable(run: SyncRun, exc: BaseException) -> Failure | None:

@@ -142,3 +142,36 @@ def test_a_signal_inside_a_state_transaction_lets_it_commit_and_stops_the_run_af
     (cursor_id,) = json.loads(cursors["system_log"])
     assert 0 < len(queued) <= 20 and max(queued) <= cursor_id < last_log_id
     assert _statuses(engine) == ["interrupted"]
+
+
+def test_a_signal_during_an_outage_cuts_the_requests_retries_short(tmp_path: Path, emulator) -> None:
+    # Klaviyo answers 503 to the key check: the client would try 6 times, waiting up to ~15 s in all
+    # between them. A SIGTERM after the first answer ends the wait at once: the run is interrupted.
+    import functools
+    import threading
+
+    from kl_sync.app.clients import klaviyo_client
+    from kl_sync.failures import Failure
+    from kl_sync.pipeline import Interruption, run_pipeline
+    from kl_sync.retry import REQUEST_RETRIES
+
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = load_settings(state_url=state_url, klaviyo_base_url=emulator.base_url, klaviyo_api_key="pk_test_key")
+    emulator.fail_next("/api/profiles", 503, count=REQUEST_RETRIES.attempts)
+    interruption = Interruption()
+
+    def signal_after_the_first_answer() -> None:
+        deadline = time.time() + 60
+        while not any(line["path"] == "/api/profiles" for line in emulator.journal()) and time.time() < deadline:
+            time.sleep(0.02)
+        interruption(signal.SIGTERM)  # deferred: only sets the event, as the handler does mid-run
+
+    signaller = threading.Thread(target=signal_after_the_first_answer)
+    signaller.start()
+    with pytest.raises(Failure) as stopped:
+        run_pipeline(settings, functools.partial(klaviyo_client, settings), steps=["send"], interruption=interruption)
+    signaller.join()
+    assert stopped.value.exit_code == 143 and str(stopped.value).startswith("interrupted by SIGTERM: ")
+    tries = sum(line["path"] == "/api/profiles" for line in emulator.journal())
+    assert 1 <= tries < REQUEST_RETRIES.attempts
+    assert _statuses(open_state(state_url)) == ["interrupted"]
