@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, Table, create_engine, event
+import threading
+
+from sqlalchemy import BigInteger, Engine, Integer, Pool, Table, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import URL, make_url
 
@@ -102,3 +104,29 @@ def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+#: The pool entries the main thread has checked out (ids of their connection records).
+_MAIN_THREAD_CHECKOUTS: set[int] = set()
+
+
+@event.listens_for(Pool, "checkout")
+def _main_thread_checked_out(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    if threading.current_thread() is threading.main_thread():
+        _MAIN_THREAD_CHECKOUTS.add(id(record))
+
+
+@event.listens_for(Pool, "checkin")
+def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    if record is not None:
+        _MAIN_THREAD_CHECKOUTS.discard(id(record))
+
+
+def in_database_call() -> bool:
+    """Whether the main thread holds a database connection (of any engine) right now: a signal
+    handler must not raise there (:class:`kl_sync.pipeline.Interruption`). An exception raised
+    between a connection's checkout and its checkin could leave a transaction open and SQLite's
+    write lock held by a connection nothing closes. A connection that never comes back (invalidated)
+    keeps this true: signals then wait for the run's stop points, which is slower, never unsafe."""
+    return bool(_MAIN_THREAD_CHECKOUTS)
+

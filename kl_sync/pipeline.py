@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from kl_sync.db import in_database_call
 from kl_sync.kinds import OPERATIONS, metric_names
 from kl_sync.klaviyo.reads import check_key
 from kl_sync.normalize import naive_utc
@@ -143,27 +144,33 @@ class Interrupted(BaseException):
 class Interruption:
     """What SIGTERM or SIGINT asks of a run (installed as their handler by :mod:`kl_sync.app.run`).
 
-    While :attr:`defer` is set (all through a run, from its recording as started to its recording
-    as finished), the first signal only sets :attr:`event`, and the run stops at its next safe
-    point: the sender stops claiming, lets the requests in flight be answered and recorded, and
-    hands back every row it had not posted; a store-reading step stops after the chunk it is
-    committing, verify after its chunk (:meth:`check`, called between chunks and between steps).
-    Raising at any bytecode instead could land inside a state transaction or the connection pool's
-    bookkeeping: the interrupted connection then kept SQLite's write lock while the run recorded its
-    end, and the run hung (about 1 in 8 signalled runs). Outside a run, and on a second signal (the
-    operator insists), it raises :class:`Interrupted` at once."""
+    A signal sets :attr:`event` (the sender, on its own thread, stops claiming, lets the requests in
+    flight be answered and recorded, and hands back every row it had not posted) and raises
+    :class:`Interrupted` in the main thread at once, except:
+
+    - while the main thread holds a database connection (:func:`kl_sync.db.in_database_call`):
+      raising inside a transaction, or the pool's bookkeeping, left SQLite's write lock held by a
+      connection nothing closed, and the run hung recording its end (about 1 in 8 signalled runs);
+    - while :attr:`hold` is set (the run is being recorded as started or finished);
+    - while :attr:`defer` is set (the sender runs in the main thread and stops itself cleanly), for
+      the first signal: a second one (the operator insists) raises.
+
+    A deferred signal is acted on at the run's next stop point (:meth:`check`: after each chunk a
+    store-reading or verify step commits, between steps)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
         self.defer = False
+        self.hold = False
 
     def __call__(self, signum: int, _frame: Any = None) -> None:
         again = self.signum is not None
         self.signum = self.signum or signum
         self.event.set()
-        if again or not self.defer:
-            raise Interrupted(signum)
+        if self.hold or in_database_call() or (self.defer and not again):
+            return
+        raise Interrupted(signum)
 
     def check(self) -> None:
         if self.event.is_set():
@@ -230,8 +237,11 @@ def start_sync(
     from_start: bool = False,
     dry_run: bool = False,
     verify_since: dt.datetime | None = None,
+    interruption: Interruption | None = None,
 ) -> SyncRun:
-    """Open both databases (migrating the state DB) and record the run as started.
+    """Open both databases (migrating the state DB) and record the run as started. With
+    ``interruption``, signals are held from the recording on (:attr:`Interruption.hold`): the
+    caller's ``try`` lets go of them, so a run recorded as started is always recorded as ended.
 
     Raises :class:`DatabaseUnreachable` naming ``KL_SYNC_STORE_URL`` or ``KL_SYNC_STATE_URL`` when one
     cannot be reached, before anything is read or written."""
@@ -244,6 +254,8 @@ def start_sync(
         raise DatabaseUnreachable(f"KL_SYNC_STATE_URL: cannot connect: {_one_line_reason(exc)}") from None
     chosen = parse_steps(steps)
     abandon_dead(state, settings)
+    if interruption is not None:
+        interruption.hold = True
     with state.begin() as conn:
         run_id = start_run(conn, steps=chosen, dry_run=dry_run)
     since = None if verify_since is None else naive_utc(verify_since)
@@ -486,23 +498,28 @@ def run_pipeline(
     talks to Klaviyo: the key is checked first (:func:`~kl_sync.klaviyo.reads.check_key`). Returns
     the run's counts; re-raises what stopped it. With ``interruption`` (the signal handler of
     :mod:`kl_sync.app.run`), a signal ends the run ``interrupted``: :class:`Failure` with its line."""
-    if interruption is not None:
-        # Signals are deferred to the run's stop points from here to its end (Interruption).
-        interruption.defer = True
-    run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since)
+    run = start_sync(settings, steps=steps, from_start=from_start, dry_run=dry_run, verify_since=verify_since,
+                     interruption=interruption)
     run.interruption = interruption
     check = interruption.check if interruption is not None else (lambda: None)
+
+    def hold(on: bool) -> None:  # signals held while the run is recorded as started or ended
+        if interruption is not None:
+            interruption.hold = on
+
+    def defer(on: bool) -> None:
+        if interruption is not None:
+            interruption.defer = on
     store_steps = [s for s in run.steps if s not in CLIENT_STEPS]
     client_steps = [s for s in run.steps if s in CLIENT_STEPS]
     # The sender runs beside the store-reading steps.
     overlap = bool(store_steps) and "send" in client_steps and not dry_run
     try:
+        hold(False)
         check()
         talks_to_klaviyo = any(step in CLIENT_STEPS for step in run.steps)
         with open_client() if talks_to_klaviyo else nullcontext() as client:
             if client is not None:
-                if interruption is not None and hasattr(client, "stop"):
-                    client.stop = interruption.event  # a signal cuts the client's retry waits short
                 check_key(client)  # a refused key stops the run before the store is read
             check()
             try:
@@ -517,22 +534,25 @@ def run_pipeline(
                 for step in client_steps:
                     if not (overlap and step == "send"):
                         check()
-                        _CLIENT_STEP[step](run, client)
+                        defer(step == "send")  # the sender in this thread stops itself, cleanly
+                        try:
+                            _CLIENT_STEP[step](run, client)
+                        finally:
+                            defer(False)
                 check()
             finally:
                 if client is not None:
                     run.client_stats = client.stats.as_dict()
+        hold(True)
         failure = undelivered_failure(run)
         if failure is not None:
             raise failure
     except Interrupted as exc:
+        hold(True)
         raise _interrupted(run, exc.signum) from None
     except BaseException as exc:
+        hold(True)
         from sqlalchemy.exc import DBAPIError
-
-        if interruption is not None and interruption.event.is_set() and _cut_short(exc):
-            # The stop cut a request's retries short: the run was interrupted, and says so.
-            raise _interrupted(run, interruption.signum or 15) from None
 
         # Recording the failure must not hide it when the state database is what failed.
         with suppress(DBAPIError):
@@ -542,14 +562,6 @@ def run_pipeline(
             raise unreachable from None
         raise
     return finish_sync(run)
-
-
-def _cut_short(exc: BaseException) -> bool:
-    """A Klaviyo request that failed, retryably, while its run was stopping: not retried because of
-    the stop (:attr:`~kl_sync.klaviyo.client.KlaviyoClient.stop`)."""
-    from kl_sync.klaviyo.errors import RetryableError
-
-    return isinstance(exc, RetryableError)
 
 
 def _unreachable(run: SyncRun, exc: BaseException) -> Failure | None:

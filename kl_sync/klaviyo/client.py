@@ -20,7 +20,6 @@ import copy
 import json as jsonlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -153,10 +152,6 @@ class KlaviyoClient:
         self.limiter = limiter
         self.on_request = on_request
         self.stats = ClientStats()
-        #: Set (a run is stopping on a signal): a retry's wait ends at once and the request fails
-        #: with its last error instead of trying again. Without it a SIGTERM during an outage waited
-        #: out every backoff of the request (up to ~45 s with connect timeouts) before the run could stop.
-        self.stop: threading.Event | None = None
         self._origin = _origin(self.base_url)
         self._random = random.Random()
         self._session = requests.Session()
@@ -233,7 +228,6 @@ class KlaviyoClient:
                 isinstance(error, RetryableError)
                 and attempt < self.retries.attempts
                 and (idempotent or not tried.may_have_been_processed)
-                and not self._stopping()
             )
             backoff = self._backoff(attempt, error.retry_after) if retry else None
             self._record(method, url, endpoint, attempt, tried.status, error, backoff, tried.started, tried.clock)
@@ -244,15 +238,7 @@ class KlaviyoClient:
                 raise error
             log.info("Klaviyo %s: %s; retrying in %.2f s (attempt %d of %d)",
                      endpoint, error.message, backoff, attempt + 1, self.retries.attempts)
-            if self.stop is None:
-                time.sleep(backoff)  # type: ignore[arg-type]
-            elif self.stop.wait(backoff):
-                error.message = f"{error.message} (not retried: the run is stopping)"
-                error.args = (error.message,)
-                raise error
-
-    def _stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+            time.sleep(backoff)  # type: ignore[arg-type]
 
     def _try_once(
         self, method: str, url: str, endpoint: str, data: bytes | None, params: Mapping[str, Any] | None, attempt: int

@@ -100,7 +100,7 @@ def test_a_run_whose_heartbeat_stopped_is_recorded_abandoned_and_frees_what_it_h
 
 
 def test_a_signal_inside_a_state_transaction_lets_it_commit_and_stops_the_run_after_it(tmp_path: Path) -> None:
-    # The signal arrives while the parse step's first chunk is being written (inside its transaction):
+    # Two signals arrive while the parse step's first chunk is being written (inside its transaction):
     # raising there used to leave the transaction open, holding SQLite's write lock, and the run hung
     # recording itself interrupted. The run now stops at its next stop point: after that commit.
     from sqlalchemy import Engine, event, text
@@ -121,6 +121,7 @@ def test_a_signal_inside_a_state_transaction_lets_it_commit_and_stops_the_run_af
         if statement.startswith("INSERT INTO outbox") and not seen:
             seen.append(statement)
             interruption(signal.SIGTERM)  # what the handler does when SIGTERM lands here
+            interruption(signal.SIGTERM)  # and a second one (the operator insists): still not here
 
     event.listen(Engine, "before_cursor_execute", signal_mid_transaction)
     try:
@@ -144,32 +145,31 @@ def test_a_signal_inside_a_state_transaction_lets_it_commit_and_stops_the_run_af
     assert _statuses(engine) == ["interrupted"]
 
 
-def test_a_signal_during_an_outage_cuts_the_requests_retries_short(tmp_path: Path, emulator) -> None:
+def test_a_signal_during_an_outage_stops_the_run_at_once(tmp_path: Path, emulator) -> None:
     # Klaviyo answers 503 to the key check: the client would try 6 times, waiting up to ~15 s in all
-    # between them. A SIGTERM after the first answer ends the wait at once: the run is interrupted.
-    import functools
+    # between them. A real SIGTERM after the first answer lands outside any database call, so it
+    # stops the run there (it waited out every attempt when signals waited for the stop points).
+    import os
     import threading
 
-    from kl_sync.app.clients import klaviyo_client
+    from kl_sync.app.run import run_sync
     from kl_sync.failures import Failure
-    from kl_sync.pipeline import Interruption, run_pipeline
     from kl_sync.retry import REQUEST_RETRIES
 
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     settings = load_settings(state_url=state_url, klaviyo_base_url=emulator.base_url, klaviyo_api_key="pk_test_key")
     emulator.fail_next("/api/profiles", 503, count=REQUEST_RETRIES.attempts)
-    interruption = Interruption()
 
     def signal_after_the_first_answer() -> None:
         deadline = time.time() + 60
         while not any(line["path"] == "/api/profiles" for line in emulator.journal()) and time.time() < deadline:
             time.sleep(0.02)
-        interruption(signal.SIGTERM)  # deferred: only sets the event, as the handler does mid-run
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, by run_sync's handler
 
     signaller = threading.Thread(target=signal_after_the_first_answer)
     signaller.start()
     with pytest.raises(Failure) as stopped:
-        run_pipeline(settings, functools.partial(klaviyo_client, settings), steps=["send"], interruption=interruption)
+        run_sync(settings, steps=["send"])
     signaller.join()
     assert stopped.value.exit_code == 143 and str(stopped.value).startswith("interrupted by SIGTERM: ")
     tries = sum(line["path"] == "/api/profiles" for line in emulator.journal())
