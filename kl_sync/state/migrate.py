@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 
 from kl_sync.db import backend, make_engine
+from kl_sync.failures import Failure
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -58,45 +58,79 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
-#: Backend -> (take, release) of a database-wide named lock (SQLite: :func:`_sqlite_file_lock`).
+#: Backend -> (take, release) of a database-wide named lock (SQLite: :func:`_sqlite_migration_lock`).
 _LOCK_SQL = {
     "postgresql": ("SELECT pg_advisory_lock(hashtext(:name))", "SELECT pg_advisory_unlock(hashtext(:name))"),
     "mysql": ("SELECT GET_LOCK(:name, 60)", "SELECT RELEASE_LOCK(:name)"),
 }
 
 
+#: How long a run waits for another one migrating the same SQLite state file.
+SQLITE_MIGRATION_WAIT = 120.0
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database (a ``file:`` URI's path too); None in memory."""
+    database = engine.url.database or ""
+    if str(engine.url.query.get("uri", "")).lower() in {"true", "1"}:
+        if str(engine.url.query.get("mode", "")) == "memory":
+            return None
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
 @contextmanager
-def _sqlite_file_lock(conn: Connection) -> Iterator[None]:
-    """SQLite has no named lock, and two processes migrating one fresh file both created
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """SQLite has no named lock, and two runs migrating one fresh file both created
     ``alembic_version`` (the second failed: "table alembic_version already exists"). An exclusive
-    ``flock`` on the database's folder orders them. Not on the database file itself: SQLite locks it
-    with POSIX record locks, and closing ANY descriptor of that file drops all of this process's
-    record locks on it (SQLite's "how to corrupt" page, 2.2), which surfaced as "disk I/O error" in
-    the migrating run. Where ``fcntl`` does not exist (Windows) nothing is locked, as before."""
-    path = conn.engine.url.database
+    ``flock`` on ``<database>.lock`` beside it orders them: taken before any connection is open, so
+    a signal stops a run waiting here at once, and given up after :data:`SQLITE_MIGRATION_WAIT`
+    with one line. Not on the database file itself: SQLite locks it with POSIX record locks, and
+    closing ANY descriptor of that file drops all of this process's record locks on it (SQLite's
+    "how to corrupt" page, 2.2), which surfaced as "disk I/O error". Where the lock file cannot be
+    made (no ``fcntl``: Windows; a folder this user cannot write) nothing is locked, as before."""
+    import time
+
+    path = _sqlite_file(engine) if backend(engine) == "sqlite" else None
     try:
         import fcntl
     except ImportError:
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is None or not path or path == ":memory:" or str(conn.engine.url.query.get("uri", "")).lower() in {"true", "1"}:
+        path = None
+    held = None
+    if path is not None:
+        try:
+            held = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+        except OSError:
+            held = None
+    if held is None:
         yield
         return
-    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+        deadline = time.monotonic() + SQLITE_MIGRATION_WAIT
+        while True:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise MigrationBusy(f"KL_SYNC_STATE_URL: another run has been creating or upgrading {path} "
+                                        f"for {SQLITE_MIGRATION_WAIT:.0f} s (it holds {held.name})") from None
+                time.sleep(0.05)
         yield
     finally:
-        os.close(folder)  # the lock goes with it
+        held.close()  # the lock goes with it
+
+
+class MigrationBusy(Failure):
+    """Another process held the SQLite state's migration lock for too long (exit 2, one line)."""
 
 
 @contextmanager
 def _migration_lock(conn: Connection) -> Iterator[None]:
     """Several workers may start at once: only one of them migrates, the others wait for it (and
     then find the database migrated)."""
-    if backend(conn.engine) == "sqlite":
-        with _sqlite_file_lock(conn):
-            yield
-        return
     statements = _LOCK_SQL.get(backend(conn.engine))
     if statements is None:
         yield
@@ -126,7 +160,7 @@ def downgrade(engine: Engine, revision: str) -> str | None:
 
 def _migrate(engine: Engine, move: Callable[[Config, str], None], revision: str) -> str | None:
     """Run an Alembic command under the migration lock; the revision the database is at after it."""
-    with engine.connect() as conn:
+    with _sqlite_migration_lock(engine), engine.connect() as conn:
         with _migration_lock(conn):
             conn.commit()
             move(_config(conn), revision)

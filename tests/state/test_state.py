@@ -217,8 +217,8 @@ def test_runs_starting_together_on_a_fresh_sqlite_state_all_open_it(tmp_path) ->
     # ("database is locked"). One migrates; the others wait for it and find the state at head.
     import threading
 
-    for trial in range(3):
-        url = f"sqlite:///{tmp_path / f'state{trial}.db'}"
+    for trial, url in enumerate([f"sqlite:///{tmp_path / 'state0.db'}", f"sqlite:///{tmp_path / 'state1.db'}",
+                                 f"sqlite:///file:{tmp_path / 'state2.db'}?uri=true"]):
         start = threading.Barrier(3)
         errors: list[str] = []
 
@@ -236,3 +236,21 @@ def test_runs_starting_together_on_a_fresh_sqlite_state_all_open_it(tmp_path) ->
             thread.join(timeout=120)
         assert errors == []
         assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_a_run_waiting_too_long_for_another_runs_migration_says_so_in_one_line(tmp_path, monkeypatch) -> None:
+    import fcntl
+
+    from kl_sync.state import migrate
+
+    monkeypatch.setattr(migrate, "SQLITE_MIGRATION_WAIT", 0.3)
+    path = tmp_path / "state.db"
+    with open(f"{path}.lock", "a") as other_run:  # another run, creating the state, holds the lock
+        fcntl.flock(other_run, fcntl.LOCK_EX)
+        with pytest.raises(migrate.MigrationBusy) as busy:
+            open_state(f"sqlite:///{path}")
+    assert busy.value.exit_code == 2 and "\n" not in str(busy.value)
+    assert str(busy.value).startswith(f"KL_SYNC_STATE_URL: another run has been creating or upgrading {path} for 0 s")
+    open_state(f"sqlite:///{path}").dispose()  # the other run done, the next start migrates
+    assert current_revision(make_engine(f"sqlite:///{path}")) == head_revision()
+
