@@ -269,8 +269,9 @@ def _placed_order_unit(key: str) -> str | None:
 
 
 def unit_lead(unit: str) -> str:
-    """The row the rest of a unit goes with: an order's Placed Order, ``order:<id>:placed``. A line
-    whose Placed Order is dead is held with it, whichever batch each was claimed in."""
+    """The row the rest of a unit goes after: an order's Placed Order, ``order:<id>:placed``. A line
+    is posted only once Klaviyo accepted its Placed Order, and held with it once it is dead, whichever
+    batch, worker or retry each came in (kl_sync.steps.send)."""
     return f"{unit}:placed"
 
 

@@ -23,7 +23,7 @@ from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.db import backend
 from kl_sync.state.codec import dumps, loads, utcnow
 from kl_sync.state.inserts import binder, bound, existing, insert_ignoring_duplicates
-from kl_sync.state.tables import DEAD, PENDING, SENT, outbox
+from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,52 @@ def mark_retry(conn: Connection, item_id: int, *, attempts: int, error: str, nex
             lease_expires_at=None,
         )
     ).rowcount)
+
+
+class LeadState(NamedTuple):
+    """Where a unit's lead stands (:func:`lead_states`): what the rows waiting on it go by."""
+
+    status: str
+    next_attempt_at: dt.datetime
+    #: When the live claim holding it lapses; None when no live claim holds it.
+    leased_until: dt.datetime | None
+
+    @property
+    def accepted(self) -> bool:
+        """Klaviyo took it (sent, or read back since)."""
+        return self.status in (SENT, VERIFIED)
+
+    @property
+    def dead(self) -> bool:
+        return self.status == DEAD
+
+
+def lead_states(conn: Connection, keys: Sequence[str], now: dt.datetime | None = None) -> dict[str, LeadState]:
+    """The status of the outbox rows with these keys (absent: not queued), one query per thousand keys."""
+    now = now or utcnow()
+    found: dict[str, LeadState] = {}
+    for chunk in chunks(sorted(set(keys)), IN_LIST_SIZE):
+        rows = conn.execute(select(outbox.c.key, outbox.c.status, outbox.c.next_attempt_at, outbox.c.lease_owner,
+                                   outbox.c.lease_expires_at).where(outbox.c.key.in_(chunk)))
+        for key, status, due, owner, expires in rows:
+            live = owner is not None and expires is not None and expires > now
+            found[key] = LeadState(status, due, expires if live else None)
+    return found
+
+
+def defer(conn: Connection, ids: Sequence[int], *, until: dt.datetime, why: str, lease: str | None = None) -> int:
+    """Hand leased rows back, due again at ``until`` and not counted as attempted (rows that wait for
+    another row: an order's lines for its Placed Order); with ``lease``, only those that claim still
+    holds. Returns how many were."""
+    deferred = 0
+    now = utcnow()
+    for chunk in chunks(list(ids), IN_LIST_SIZE):
+        condition = outbox.c.id.in_(chunk) if lease is None else and_(outbox.c.id.in_(chunk), _held_by(lease, now))
+        deferred += conn.execute(
+            update(outbox).where(condition, outbox.c.status == PENDING)
+            .values(lease_owner=None, lease_expires_at=None, next_attempt_at=until, last_error=why[:4000])
+        ).rowcount
+    return deferred
 
 
 def set_dead(conn: Connection, item: ClaimedItem, *, reason: str) -> bool:

@@ -3,7 +3,8 @@
 It claims due outbox rows under a lease, validates them against the data-quality suites, sends the
 passing ones in bulk through the client, and records per row: sent; retry later (attempts, next
 attempt time, backing off); or dead letter with the reason (a failed expectation, Klaviyo's
-rejection, or too many attempts). An auth error stops the run and hands every unfinished row back
+rejection, or too many attempts). An order's Ordered Products are posted only after Klaviyo accepted its
+Placed Order (:func:`_after_leads`). An auth error stops the run and hands every unfinished row back
 untouched. Results are committed after every bulk request is answered, so a crash repeats at most
 the requests then in flight (``in_flight`` per endpoint) — which Klaviyo dedupes by ``unique_id``.
 """
@@ -29,13 +30,28 @@ from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of, unit_lead
 from kl_sync.retry import OUTBOX_RETRIES, Retries
 from kl_sync.state.codec import utcnow
 from kl_sync.state.dead_letters import mark_dead
-from kl_sync.state.delivery import dead_keys, record_accepted
-from kl_sync.state.outbox import ClaimedItem, claim, mark_retry, mark_sent, pending_rows, release
+from kl_sync.state.delivery import record_accepted
+from kl_sync.state.outbox import (
+    ClaimedItem,
+    claim,
+    defer,
+    lead_states,
+    mark_retry,
+    mark_sent,
+    pending_rows,
+    release,
+)
 from kl_sync.steps.common import StepResult
 
 #: Batches claimed, validated and built ahead of the one being sent. One keeps the sender fed; two
 #: measured no faster, as the preparing thread then competes longer with the sending one for the GIL.
 PREPARED_AHEAD = 1
+
+#: A line waiting for its order's Placed Order, which no claim holds and which is due (it was handed
+#: back a moment ago, or another worker's claim of it is not committed yet), is claimed again no sooner
+#: than this: the next claim takes the Placed Order first (queued before its lines), and the lines
+#: cannot come round again and again before it.
+RECHECK_SECONDS = 1.0
 
 #: (kind, [(key, payload)]) -> a report with ``failures`` ({key: [failed expectation names]}),
 #: ``rows`` and ``by_expectation`` ({expectation: failed rows}) — kl_sync.quality.QualityReport.
@@ -73,6 +89,18 @@ class _Call:
     items: list[ClaimedItem]
     operation: Operation
     send: Callable[[Any], list[Any]]
+    #: The leads its rows go after (:func:`_lead_of`): the call is posted, each row, only once
+    #: Klaviyo accepted its lead (:func:`_after_leads`). Empty for a call of rows that go first.
+    leads: frozenset[str] = frozenset()
+
+
+def _lead_of(item: ClaimedItem) -> str | None:
+    """The row ``item`` must go after: for an order's Ordered Product, its Placed Order
+    (:func:`~kl_sync.kinds.unit_lead`); None for a lead or a row on its own."""
+    unit = kind_of(item.kind).unit_of(item.key)
+    if unit is None or unit_lead(unit) == item.key:
+        return None
+    return unit_lead(unit)
 
 
 #: What building one item's request body may raise on a poison payload (one queued before the steps
@@ -97,7 +125,8 @@ def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> tuple[list[_C
                 continue
             inputs = [operation.input_of(item.payload) for item in chunk]
             batches = operation.build(inputs)
-        calls.append(_Call(chunk, operation, functools.partial(_send_built, operation.send, inputs, batches)))
+        leads = frozenset(lead for item in chunk if (lead := _lead_of(item)) is not None)
+        calls.append(_Call(chunk, operation, functools.partial(_send_built, operation.send, inputs, batches), leads))
     return calls, unbuildable
 
 
@@ -209,25 +238,6 @@ def _quality_failures(batch: _Prepared, validate: Validator | None) -> dict[str,
     return failures
 
 
-def _hold_with_dead_leads(state: Engine, batch: _Prepared, failures: dict[str, str]) -> None:
-    """Rows of a unit whose lead (:func:`~kl_sync.kinds.unit_lead`) is not in this batch and is dead
-    (it failed in an earlier batch: a claim of ``batch_size`` rows may end between an order's Placed
-    Order and its lines) are held too, so no line goes to Klaviyo after its order was refused."""
-    claimed = {item.key for item in batch.claimed}
-    waiting: dict[str, list[ClaimedItem]] = {}
-    for item in batch.claimed:
-        unit = kind_of(item.kind).unit_of(item.key)
-        if unit is not None and item.key not in failures and unit_lead(unit) not in claimed:
-            waiting.setdefault(unit_lead(unit), []).append(item)
-    if not waiting:
-        return
-    with state.connect() as conn:
-        dead = dead_keys(conn, list(waiting))
-    for lead in dead:
-        for item in waiting[lead]:
-            failures[item.key] = f"held with its order ({kind_of(item.kind).unit_of(item.key)}): {lead} is a dead letter"
-
-
 def _prepare_batch(
     state: Engine,
     *,
@@ -243,7 +253,6 @@ def _prepare_batch(
     if not batch.claimed:
         return batch
     failures = _quality_failures(batch, validate)
-    _hold_with_dead_leads(state, batch, failures)
     passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:
         for item in batch.claimed:
@@ -254,14 +263,69 @@ def _prepare_batch(
                 # Kinds that share an operation share its requests (the three event kinds).
                 passing.setdefault(kind_of(item.kind).operation, []).append(item)
     by_id = {item.id: item for item in batch.claimed}
+    # The rows that go after a lead (an order's lines) go in calls of their own, after the batch's
+    # other calls: they are posted once their leads' requests were answered (:func:`_after_leads`).
+    following: list[_Call] = []
     for operation, items in passing.items():
-        calls, unbuildable = _plan_calls(operation, items)
-        batch.calls.extend(calls)
-        if unbuildable:
-            with state.begin() as conn:
-                batch.unbuildable += sum(mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
-                                         for item_id, reason in unbuildable.items())
+        for group, planned in (([item for item in items if _lead_of(item) is None], batch.calls),
+                               ([item for item in items if _lead_of(item) is not None], following)):
+            if not group:
+                continue
+            calls, unbuildable = _plan_calls(operation, group)
+            planned.extend(calls)
+            if unbuildable:
+                with state.begin() as conn:
+                    batch.unbuildable += sum(mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
+                                             for item_id, reason in unbuildable.items())
+    batch.calls.extend(following)
     return batch
+
+
+def _after_leads(state: Engine, flights: _Flights, call: _Call, *, run_id: str | None,
+                 result: StepResult) -> list[_Call]:
+    """What of ``call`` may be posted now: "Klaviyo never has a line without its order", so an order's
+    Ordered Product goes only after Klaviyo accepted its Placed Order, whichever batch, worker or
+    retry each came in. A lead on the way in this sender's own requests is waited for (its answer
+    recorded) first; then one query reads where the call's leads stand. A row whose lead is dead (or
+    was never queued) is held with it, a dead letter; one whose lead is still pending (due for retry,
+    or another claim is sending it) goes back to the outbox, not counted as a send, due again when
+    its lead is (or when that claim lapses). Returns the calls to post: ``call`` itself, or the
+    bodies rebuilt for the rows that may go."""
+    if not call.leads:
+        return [call]
+    flights.land_holding(call.leads)
+    now = utcnow()
+    with state.connect() as conn:
+        leads = lead_states(conn, list(call.leads), now)
+    ready: list[ClaimedItem] = []
+    held: list[tuple[ClaimedItem, str]] = []
+    waiting: dict[str, list[ClaimedItem]] = {}
+    for item in call.items:
+        lead = _lead_of(item)
+        found = None if lead is None else leads.get(lead)
+        unit = f"held with its order ({kind_of(item.kind).unit_of(item.key)}): {lead}"
+        if lead is None or (found is not None and found.accepted):
+            ready.append(item)
+        elif found is None:
+            held.append((item, f"{unit} is not in the outbox"))
+        elif found.dead:
+            held.append((item, f"{unit} is a dead letter"))
+        else:
+            waiting.setdefault(lead, []).append(item)
+    if not held and not waiting:
+        return [call]
+    with state.begin() as conn:
+        for item, reason in held:
+            if mark_dead(conn, item, step="send", reason=reason, run_id=run_id):
+                result.dead_letters += 1
+                _count(result, "held_with_order")
+        for lead, items in waiting.items():
+            found = leads[lead]
+            until = max(found.next_attempt_at, found.leased_until or now, now + dt.timedelta(seconds=RECHECK_SECONDS))
+            for lease, ids in _by_lease(items).items():
+                _count(result, "waiting_for_order", defer(conn, ids, until=until, lease=lease,
+                                                          why=f"waits for its order: {lead} is not sent yet"))
+    return _plan_calls(call.operation, ready)[0] if ready else []
 
 
 def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
@@ -276,10 +340,14 @@ def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
 
 def _release_items(conn: Any, items: Sequence[ClaimedItem]) -> int:
     """Hand back these rows, each only as far as its own claim still holds it."""
+    return sum(release(conn, ids, lease=lease) for lease, ids in _by_lease(items).items())
+
+
+def _by_lease(items: Sequence[ClaimedItem]) -> dict[str | None, list[int]]:
     by_lease: dict[str | None, list[int]] = {}
     for item in items:
         by_lease.setdefault(item.lease, []).append(item.id)
-    return sum(release(conn, ids, lease=lease) for lease, ids in by_lease.items())
+    return by_lease
 
 
 def _ramp(batch_size: int) -> list[int]:
@@ -331,6 +399,14 @@ class _Flights:
 
     def land_all(self) -> None:
         while self._flying:
+            self.land_oldest()
+
+    def land_holding(self, keys: frozenset[str]) -> None:
+        """Record the answers of the calls on the way that carry any of ``keys`` (and of those posted
+        before them: answers are recorded in the order the calls were posted)."""
+        last = max((n for n, (call, _) in enumerate(self._flying) if not keys.isdisjoint(i.key for i in call.items)),
+                   default=-1)
+        for _ in range(last + 1):
             self.land_oldest()
 
     def abandon(self) -> list[ClaimedItem]:
@@ -403,16 +479,19 @@ def _count_prepared(result: StepResult, batch: _Prepared) -> None:
         _count(result, "quality_rejects", batch.quality_rejects)
 
 
-def _send_batch(state: Engine, flights: _Flights, batch: _Prepared, stop: threading.Event | None = None) -> None:
+def _send_batch(state: Engine, flights: _Flights, batch: _Prepared, stop: threading.Event | None = None,
+                ready: Callable[[_Call], list[_Call]] = lambda call: [call]) -> None:
     """Post a prepared batch call by call; the flights record each call's outcomes as it is answered.
-    Once ``stop`` is set, the calls not posted yet go back to the outbox untouched."""
+    ``ready``: what of a call may be posted now (:func:`_after_leads`). Once ``stop`` is set, the
+    calls not posted yet go back to the outbox untouched."""
     for index, call in enumerate(batch.calls):
         if stop is not None and stop.is_set():
             with state.begin() as conn:
                 _release_items(conn, [item for unposted in batch.calls[index:] for item in unposted.items])
             return
         with _handing_back(state, flights, batch.calls[index:]):
-            flights.post(call)
+            for posting in ready(call):
+                flights.post(posting)
 
 
 @contextmanager
@@ -491,6 +570,9 @@ def send_outbox(
             upcoming.append((size, pool.submit(prepare, batch_size=size)))
             submitted += 1
 
+    def ready(call: _Call) -> list[_Call]:
+        return _after_leads(state, flights, call, run_id=run_id, result=result)
+
     def land(call: _Call, outcomes: list[Any]) -> None:
         _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result)
         if progress is not None:
@@ -521,7 +603,7 @@ def send_outbox(
                 # the time a send takes (benchmarks/README.md, benchmark 1).
                 submit_more()
                 _count_prepared(result, batch)
-                _send_batch(state, flights, batch, stop)
+                _send_batch(state, flights, batch, stop, ready)
                 if stop is not None and stop.is_set():
                     result.details["stopped"] = True
                     break

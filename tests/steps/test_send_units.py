@@ -1,0 +1,129 @@
+"""An order is one unit: Klaviyo never gets an order's Ordered Product without its Placed Order, however
+the sender's batches, its look-ahead, other workers and retries cut the order's rows apart. Against
+the emulator, on every state backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from kl_sync import state as st
+from kl_sync.klaviyo.client import KlaviyoClient
+from kl_sync.payloads import ORDERED_PRODUCT, PLACED_ORDER
+from kl_sync.retry import Retries
+from kl_sync.state.codec import utcnow
+from kl_sync.state.migrate import open_state
+from kl_sync.state.tables import outbox
+from kl_sync.steps.send import send_outbox
+
+BULK = "/api/event-bulk-create-jobs"
+LINES = ("order:1:item:11", "order:1:item:12")
+#: One HTTP attempt per request: a 503 reaches the sender at once (the client's own retries would
+#: only make the test slower).
+ONE_TRY = Retries(attempts=1, first_wait=0.0, longest_wait=0.0)
+
+
+def _event(key: str, kind: str, metric: str, **extra: Any) -> st.OutboxItem:
+    payload = {"metric": metric, "time": "2026-10-01T10:00:00+00:00", "unique_id": key, "value": 4.25,
+               "properties": {"OrderId": "1"}, "profile": {"email": "buyer@example.com"}, "backfill": True}
+    payload.update(extra)
+    return st.OutboxItem(key, kind, payload)
+
+
+def _queue_order(state, *, placed_time: str = "2026-10-01T10:00:00+00:00") -> None:
+    """Order 1 (a Placed Order and two lines), then an unrelated log event, in queue order."""
+    items = [_event("order:1:placed", "order_event", PLACED_ORDER, time=placed_time),
+             *(_event(key, "ordered_product", ORDERED_PRODUCT) for key in LINES),
+             _event("log:1", "log_event", "shipping.email")]
+    with state.begin() as conn:
+        st.enqueue(conn, items)
+
+
+def _rows(state) -> dict[str, Any]:
+    with state.connect() as conn:
+        return {row.key: row for row in conn.execute(select(outbox))}
+
+
+def _letters(state) -> dict[str, dict[str, Any]]:
+    with state.connect() as conn:
+        return {letter["key"]: letter for letter in st.list_dead_letters(conn)}
+
+
+def _in_klaviyo(emulator) -> set[str]:
+    return {event["unique_id"] for event in emulator.events()}
+
+
+def _assert_held_whole(state, emulator) -> None:
+    assert _in_klaviyo(emulator) == {"log:1"}
+    letters = _letters(state)
+    assert set(letters) == {"order:1:placed", *LINES}
+    for line in LINES:
+        assert "held with its order (order:1): order:1:placed is a dead letter" in letters[line]["reason"]
+
+
+@pytest.mark.parametrize("refusal", ["one item", "whole request"])
+def test_lines_prepared_ahead_are_held_when_klaviyo_refuses_their_placed_order(state_url, emulator, refusal):
+    """Batches of one row: the lines are claimed and validated in the batches prepared while the
+    Placed Order's request is in flight, before Klaviyo answers 400 to it."""
+    state = open_state(state_url)
+    if refusal == "one item":
+        _queue_order(state, placed_time="yesterday-ish")  # the emulator points at that event
+    else:
+        _queue_order(state)
+        emulator.fail_next(BULK, 400)  # a 400 pointing at no item: the whole request
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=1, run_id="r")
+    _assert_held_whole(state, emulator)
+    assert result.details["sent_events"] == 1 and result.dead_letters == 3
+
+
+def test_a_line_claimed_by_another_worker_waits_for_its_placed_order(state_url, emulator):
+    """Worker 1 has claimed the Placed Order (its request on the way); worker 2 claims the lines. They
+    must not leave before worker 1's answer; once it is a refusal, they are held with it."""
+    state = open_state(state_url)
+    _queue_order(state)
+    (lead,) = st.claim(state, limit=1, lease_seconds=60, owner="worker-1")
+    assert lead.key == "order:1:placed"
+    client = KlaviyoClient(emulator.api_key, emulator.base_url)
+    second = send_outbox(state, client, owner="worker-2", run_id="r2")
+    assert _in_klaviyo(emulator) == {"log:1"}
+    assert second.details["waiting_for_order"] == 2
+    rows = _rows(state)
+    assert {rows[line].status for line in LINES} == {"pending"}
+    assert {rows[line].attempts for line in LINES} == {0} and {rows[line].lease_owner for line in LINES} == {None}
+    # Worker 1's answer: Klaviyo refused the Placed Order.
+    with state.begin() as conn:
+        assert st.mark_dead(conn, lead, step="send", reason="rejected by Klaviyo: bad", run_id="r1")
+    # The lines wait until worker 1's claim would have lapsed at the latest; then the next send holds them.
+    with state.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.key.in_(LINES)).values(next_attempt_at=utcnow()))
+    send_outbox(state, client, owner="worker-2", run_id="r3")
+    _assert_held_whole(state, emulator)
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_lines_wait_with_a_placed_order_due_for_retry_and_die_with_it(state_url, emulator, batch_size):
+    """The Placed Order's request gets a 503: it is due again later. Its lines (in a later batch, or
+    in the same one) wait with it; when its last send fails too it is a dead letter, and so are they."""
+    state = open_state(state_url)
+    _queue_order(state)
+    client = KlaviyoClient(emulator.api_key, emulator.base_url, retries=ONE_TRY)
+    retries = Retries(attempts=2, first_wait=30.0, longest_wait=30.0)
+    emulator.fail_next(BULK, 503)
+    send_outbox(state, client, batch_size=batch_size, retries=retries, run_id="r1")
+    rows = _rows(state)
+    placed = rows["order:1:placed"]
+    assert placed.status == "pending" and placed.attempts == 1 and placed.next_attempt_at > utcnow()
+    assert _in_klaviyo(emulator) == ({"log:1"} if batch_size == 1 else set())
+    for line in LINES:
+        assert rows[line].status == "pending" and rows[line].next_attempt_at >= placed.next_attempt_at
+    # Thirty seconds later: everything due again, and the Placed Order's second (last) send fails too.
+    with state.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.status == "pending")
+                     .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1)))
+    emulator.fail_next(BULK, 503)
+    send_outbox(state, client, batch_size=1, retries=retries, run_id="r2")
+    assert "gave up after 2 attempts" in _letters(state)["order:1:placed"]["reason"]
+    _assert_held_whole(state, emulator)
