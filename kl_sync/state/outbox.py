@@ -173,11 +173,12 @@ def release_run_leases(conn: Connection, run_id: str) -> int:
 
 
 def waiting_for_retry(conn: Connection) -> tuple[int, dt.datetime | None]:
-    """Pending rows a send already failed for (they wait for their next attempt), and the earliest
-    time one of them is due again."""
+    """Pending rows a send already failed for (they wait for their next attempt), or that wait with
+    such a row (an order's lines handed back to wait for their Placed Order: :func:`defer` leaves its
+    reason, and no failed attempt), and the earliest time one of them is due again."""
     count, due = conn.execute(
         select(func.count(), func.min(outbox.c.next_attempt_at))
-        .where(outbox.c.status == PENDING, outbox.c.attempts > 0)
+        .where(outbox.c.status == PENDING, or_(outbox.c.attempts > 0, outbox.c.last_error.is_not(None)))
     ).one()
     return count, due
 

@@ -57,6 +57,29 @@ def test_klaviyo_answering_only_500_fails_the_run_with_one_line(tmp_path: Path, 
     assert emulator.events() == []
 
 
+def test_an_order_s_lines_waiting_with_it_count_among_the_rows_that_wait(tmp_path: Path, emulator) -> None:
+    """An Ordered Product goes only after its Placed Order was accepted: when Klaviyo answers 500 to
+    the Placed Order, its lines are handed back untouched to wait with it, and they wait too."""
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = open_state(state_url)
+    _queue(engine, 4)
+    line = {"ProductID": "p1", "ProductName": "Kale", "Quantity": 1, "ItemPrice": 4.25, "RowTotal": 4.25}
+    order = {"metric": "Placed Order", "time": "2026-10-01T10:00:00+00:00", "value": 8.5, "value_currency": "USD",
+             "properties": {"OrderId": "1", "Items": [line, line]}, "profile": {"email": "outage-1@example.com"},
+             "backfill": True}
+    with engine.begin() as conn:
+        st.enqueue(conn, [st.OutboxItem("order:1:placed", "order_event", {**order, "unique_id": "order:1:placed"}),
+                          *(st.OutboxItem(f"order:1:item:{n}", "ordered_product",
+                                          {**order, "metric": "Ordered Product", "unique_id": f"order:1:item:{n}",
+                                           "value": 4.25, "properties": {"OrderId": "1", **line}})
+                            for n in (11, 12))])
+    emulator.fail_next(BULK_EVENTS, 500, count=50)
+    with pytest.raises(Failure) as failed:
+        _run(state_url, emulator.base_url, emulator.api_key)
+    assert re.fullmatch(r"Klaviyo unreachable: 7 rows wait for retry, next at \d\d:\d\d UTC", failed.value.line)
+    assert emulator.events() == []
+
+
 def test_a_closed_port_fails_the_run_saying_how_many_rows_wait(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
