@@ -281,7 +281,12 @@ def prefect_defaults() -> None:
     local one; keep its files under .kl_sync/ rather than the user's home, and its telemetry off
     (its heartbeat is what printed "database is locked" noise here)."""
     if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_HOME", str((HOME_DIR / "prefect").resolve()))
+        if "PREFECT_HOME" not in os.environ:
+            home = (HOME_DIR / "prefect").resolve()
+            # Prefect makes its home without parents: in a folder with no .kl_sync/ yet (a state
+            # database elsewhere), its temporary server could not open its database.
+            home.mkdir(parents=True, exist_ok=True)
+            os.environ["PREFECT_HOME"] = str(home)
         # A fresh home migrates its database first (~11 s here, more on a busy 2-core machine);
         # Prefect's default 20 s wait is too short for that.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
