@@ -104,10 +104,12 @@ def verify_delivery(since: dt.datetime | None = None, dry_run: bool = False) -> 
 
 
 if __name__ == "__main__":
+    from kl_sync.app.prefect_server import temporary_prefect_server
     from kl_sync.failures import Failure
 
     try:
-        sync()
+        with temporary_prefect_server():  # one that dies with this process, as kl-sync sync --prefect's
+            sync()
     except Failure as failure:  # its line is already the flow run's message; no traceback here either
         print(f"kl-sync: {failure.line}", file=sys.stderr)
         sys.exit(failure.exit_code)

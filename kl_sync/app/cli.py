@@ -178,17 +178,19 @@ def _dry_run_payloads(args: argparse.Namespace, send: dict[str, Any]) -> int:
 
 
 def _sync_through_prefect(args: argparse.Namespace, steps: list[str], *, debug: bool) -> dict[str, Any]:
-    """``kl-sync sync --prefect``: the same run as a local Prefect flow run (a temporary Prefect server
-    unless ``PREFECT_API_URL`` names one), as ``python flows/sync.py`` does."""
+    """``kl-sync sync --prefect``: the same run as a local Prefect flow run (a temporary Prefect server,
+    which dies with this process, unless ``PREFECT_API_URL`` names one), as ``python flows/sync.py`` does."""
     prefect_defaults()
     if not debug:
         # The run's logs go to the Prefect server; its console handler would print a failed task's
         # traceback above the one line a failure prints.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from flows.sync import sync  # Prefect is imported here only, to run the flow
+    from kl_sync.app.prefect_server import temporary_prefect_server
 
-    return sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,
-                rate_limit=args.rate_limit, rate_scale=args.rate_scale)
+    with temporary_prefect_server():
+        return sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,
+                    rate_limit=args.rate_limit, rate_scale=args.rate_scale)
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:

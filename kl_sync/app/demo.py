@@ -179,9 +179,11 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
         }
         with _environment(env):
             from flows.sync import sync  # Prefect is imported here only
+            from kl_sync.app.prefect_server import temporary_prefect_server
 
             console.print("sync     running the kl-sync flow through Prefect (a temporary local server starts first)…")
-            counts = sync()
+            with temporary_prefect_server():
+                counts = sync()
         _print_summary(console, counts, emulator, paths, paths.state_url)
         _print_consent(console, paths)
     return 0

@@ -6,10 +6,12 @@ left ``running`` and no process the killed runs started outlives them."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,53 @@ def test_signals_and_kills_at_random_moments_lose_and_double_nothing(tmp_path: P
     # A signalled run stops at its next stop point (Interruption): it used to hang about 1 in 8 times,
     # when the signal raised inside a state transaction that then kept SQLite's write lock.
     assert hung == [], f"signalled runs hung (killed after 60 s): {', '.join(hung)}"
+
+
+def _temporary_prefect_server(process: subprocess.Popen) -> tuple[int, int] | None:
+    """(pid, port) of the uvicorn serving Prefect's API that ``process`` started, once it answers."""
+    for pid in _children(process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"uvicorn" in command and b"prefect.server.api.server:create_app" in command:
+            port = int(command[command.index(b"--port") + 1])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as answer:
+                    return (pid, port) if answer.status == 200 else None
+            except OSError:
+                return None
+    return None
+
+
+def test_a_killed_prefect_run_leaves_no_prefect_server(tmp_path: Path, emulator) -> None:
+    """``kl-sync sync --prefect`` SIGKILLed while its temporary Prefect server serves the run: the
+    server dies with it (it used to outlive every killed run, ~200 MB each)."""
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=5, seed=3, years=0.2)
+    env = child_env(KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}",
+                    KLAVIYO_BASE_URL=emulator.base_url, KLAVIYO_API_KEY="pk_test_key")
+    env.pop("PREFECT_API_URL", None)  # the temporary server, not one the developer runs
+    process = subprocess.Popen(kl_sync_command("sync", "--prefect"), env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = None
+    try:
+        # A generous bound for a fresh Prefect database's migration on a busy machine, not a speed check.
+        deadline = time.monotonic() + 180
+        while server is None and process.poll() is None and time.monotonic() < deadline:
+            server = _temporary_prefect_server(process)
+            time.sleep(0.2)
+        assert server is not None and process.poll() is None, process.stderr.read().decode() if process.poll() is not None else "no server"
+        process.kill()
+        process.wait()
+        # It gets SIGTERM from the kernel; shutting down may take it a moment.
+        deadline = time.monotonic() + 30
+        while _alive(server[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(server[0]), f"the temporary Prefect server (pid {server[0]}, port {server[1]}) outlived its run"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+        if server is not None and _alive(server[0]):
+            os.kill(server[0], signal.SIGKILL)  # this test's orphan, not the next test's problem
