@@ -12,7 +12,6 @@ through ``PREFECT_API_URL``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -40,8 +39,7 @@ def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl
+        return ctypes.CDLL(None).prctl  # this process's own symbols, libc's among them
     except (OSError, AttributeError):
         return None
 
@@ -189,16 +187,26 @@ def temporary_prefect_server() -> Iterator[str | None]:
         return
     ensure_logging_setup()
     server = TemporaryServer(settings, prctl, get_logger())
+    previous: dict[str, str | None] = {}
     try:
         server.start()
-        os.environ["PREFECT_API_URL"] = server.api_url
+        run_env = {"PREFECT_API_URL": server.api_url}
+        if settings.ui_url is None:
+            # The server serves no UI (nor does Prefect's own temporary one): no "View at" link to it.
+            run_env["PREFECT_UI_URL"] = ""
+        previous = {name: os.environ.get(name) for name in run_env}
+        os.environ.update(run_env)
         # Prefect reads its settings once, at import: read them again, so every thread of the run
         # (the flow's, its heartbeat's, the log and event workers') talks to this server.
         refresh_global_settings_context()
         yield server.api_url
     finally:
         _drain_workers()
-        if os.environ.get("PREFECT_API_URL") == server.api_url:
-            del os.environ["PREFECT_API_URL"]
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if previous:
             refresh_global_settings_context()
         server.stop()
