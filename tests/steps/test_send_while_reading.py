@@ -4,6 +4,7 @@ loses or doubles nothing (SQLite state, the emulator over real HTTP)."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from kl_sync import state as st
-from kl_sync.app.run import run_sync
+from kl_sync.app.run import SYNC_GC_THRESHOLD, collecting_less, run_sync
 from kl_sync.db import make_engine
 from kl_sync.kinds import EVENTS, kind_of, metric_names
 from kl_sync.klaviyo.client import KlaviyoClient
@@ -112,3 +113,44 @@ def test_the_initial_sync_sends_before_the_store_steps_finish(tmp_path, emulator
     assert set(statuses) == {"sent"} and statuses["sent"] == queued
     assert accepted_unique_ids(emulator.journal()) == Counter(keys)
     assert counts["send"]["sent_events"] == len(keys)
+
+
+def test_a_sync_collects_garbage_less_often_and_gives_the_collector_back_as_it_was(tmp_path, emulator):
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    generate_store(make_engine(store_url), customers_count=30, seed=5, end=END)
+    settings = settings_for(store_url, state_url, emulator.base_url, emulator.api_key)
+    before = gc.get_threshold()
+    during: list[int] = []
+
+    def note(phase: str, _info: dict) -> None:  # each collection, as the collector itself reports it
+        if phase == "start":
+            during.append(gc.get_threshold()[0])
+
+    gc.callbacks.append(note)
+    try:
+        counts = run_sync(settings, steps=["parse", "orders", "send"], from_start=True)
+    finally:
+        gc.callbacks.remove(note)
+    assert counts["send"]["sent_events"] > 0
+    # The run's collections ran at the sync's threshold; the process has its own back afterwards.
+    assert SYNC_GC_THRESHOLD in during
+    assert gc.get_threshold() == before
+
+
+def test_collecting_less_never_lowers_a_threshold_and_restores_it_after_an_error():
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(SYNC_GC_THRESHOLD * 2, *before[1:])
+        try:
+            with collecting_less():
+                assert gc.get_threshold()[0] == SYNC_GC_THRESHOLD * 2
+                raise RuntimeError("the run failed")
+        except RuntimeError:
+            pass
+        assert gc.get_threshold() == (SYNC_GC_THRESHOLD * 2, *before[1:])
+        gc.set_threshold(700, *before[1:])
+        with collecting_less():
+            assert gc.get_threshold() == (SYNC_GC_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (700, *before[1:])
+    finally:
+        gc.set_threshold(*before)
