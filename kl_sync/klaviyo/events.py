@@ -62,11 +62,9 @@ def _bulk_entry(profile: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
 
 @dataclass
 class _Entry:
-    profile: dict[str, Any]
-    #: ``encode_body(profile)``.
+    #: ``encode_body`` of the entry's profile resource.
     encoded_profile: bytes
-    events: list[dict[str, Any]] = field(default_factory=list)
-    #: ``encode_body(attributes)`` of each of ``events``.
+    #: ``encode_body`` of each of its events' attributes.
     encoded_events: list[bytes] = field(default_factory=list)
 
 
@@ -109,12 +107,12 @@ def _encode_entries(entries: list[_Entry]) -> bytes:
 
 @dataclass
 class _Encoded:
-    """A call's events, built and encoded once: bodies are assembled from these encodings."""
+    """A call's events, built and encoded once: bodies are assembled from these encodings (the
+    built dicts are not kept)."""
 
-    profiles: list[dict[str, Any]]
-    #: ``encode_body`` of each event's profile: also what groups the events by profile.
+    #: ``encode_body`` of each event's profile resource: also what groups the events by profile.
     profile_keys: list[bytes]
-    bodies: list[dict[str, Any]]
+    #: ``encode_body`` of each event's attributes.
     encoded_bodies: list[bytes]
     #: Bytes each event adds to a body, and each distinct profile's entry before its events.
     event_sizes: list[int]
@@ -123,16 +121,14 @@ class _Encoded:
 
 
 def _encode(events: Sequence[EventPayload]) -> _Encoded:
-    profiles = [build_profile_resource(event["profile"]) for event in events]
-    profile_keys = [encode_body(profile) for profile in profiles]
-    bodies = [build_event_attributes(event) for event in events]
-    encoded_bodies = [encode_body(body) for body in bodies]
+    profile_keys = [encode_body(build_profile_resource(event["profile"])) for event in events]
+    encoded_bodies = [encode_body(build_event_attributes(event)) for event in events]
     # An encoded wrapper is its encoding with ``{}`` in place of the wrapped object, plus that
     # object's own encoding: so each event and each distinct profile is encoded once.
     event_wrapper = len(encode_body({"type": "event", "attributes": {}})) - 2
     entry_wrapper = len(encode_body(_bulk_entry({}, []))) - 2
     return _Encoded(
-        profiles, profile_keys, bodies, encoded_bodies,
+        profile_keys, encoded_bodies,
         event_sizes=[event_wrapper + len(encoded) for encoded in encoded_bodies],
         entry_sizes={key: entry_wrapper + len(key) for key in profile_keys},
         empty_size=len(encode_body(_bulk_envelope([]))),
@@ -161,21 +157,16 @@ class _Open:
         entry_index = self.entry_of.get(key)
         if entry_index is None:
             entry_index = len(self.entries)
-            self.entries.append(_Entry(encoded.profiles[position], key))
+            self.entries.append(_Entry(key))
             self.entry_of[key] = entry_index
         entry = self.entries[entry_index]
-        self.positions[(entry_index, len(entry.events))] = position
-        entry.events.append(encoded.bodies[position])
+        self.positions[(entry_index, len(entry.encoded_events))] = position
         entry.encoded_events.append(encoded.encoded_bodies[position])
         self.size += extra
 
     def batch(self) -> Batch:
-        entries = [
-            _bulk_entry(entry.profile, [{"type": "event", "attributes": body} for body in entry.events])
-            for entry in self.entries
-        ]
-        return Batch(_bulk_envelope(entries), self.positions, EVENTS_POINTER, self.size,
-                     encoded=_encode_entries(self.entries))
+        # Only the bytes are kept (Batch.body reads them back): a sender holds two batches of 20,000.
+        return Batch(None, self.positions, EVENTS_POINTER, self.size, encoded=_encode_entries(self.entries))
 
 
 def build_event_bulk_bodies(

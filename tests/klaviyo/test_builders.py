@@ -122,6 +122,20 @@ def test_2500_events_make_three_bulk_bodies_of_1000_1000_500_all_valid() -> None
     assert sorted(seen) == list(range(2500))
 
 
+def test_the_bulk_bytes_carry_each_event_and_its_profile_as_the_single_body_builds_them() -> None:
+    # The bulk builder keeps only the bytes it sends (Batch.body reads them back), assembled from each
+    # event's and profile's own encoding: every event in them must be the one build_event_body makes.
+    events = [event(n, customer=n % 7, backfill=n % 2 == 0) for n in range(60)]
+    for batch in build_event_bulk_bodies(events):
+        assert batch.built is None and batch.encoded is not None
+        body = batch.body
+        for (entry_index, event_index), position in batch.positions.items():
+            single = build_event_body(events[position])["data"]["attributes"]
+            entry = body["data"]["attributes"]["events-bulk-create"]["data"][entry_index]["attributes"]
+            assert entry["profile"] == single.pop("profile")
+            assert entry["events"]["data"][event_index] == {"type": "event", "attributes": single}
+
+
 def test_bulk_events_are_grouped_one_entry_per_profile_in_first_seen_order() -> None:
     # Interleaved customers 0, 1, 2, 0, 1, 2, ...
     events = [event(n, customer=n % 3) for n in range(9)]
