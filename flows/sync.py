@@ -33,6 +33,7 @@ from flows.common import (
     verify_task,
 )
 from flows.rate_limit import flow_rate_limiter
+from kl_sync.app.run import collecting_less
 from kl_sync import pipeline
 from kl_sync.failures import failure_of
 from kl_sync.settings import load_settings
@@ -52,38 +53,40 @@ def sync(
     ``rate_limit``: ``local`` (this process), ``shared`` (every worker on the state database) or
     ``prefect`` (Prefect global concurrency limits, see flows/rate_limit.py). ``verify_since``: the
     verify step checks only rows sent since then (UTC)."""
-    run = None
-    try:
-        settings = load_settings()
-        chosen = pipeline.parse_steps(steps)
-        talks_to_klaviyo = any(step in pipeline.CLIENT_STEPS for step in chosen)
-        limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if talks_to_klaviyo else None
-        run = start_run(settings, chosen, from_start, dry_run, verify_since)
-        api_key = klaviyo_api_key(settings) if talks_to_klaviyo else None
-        if api_key:  # without one, kl-sync starts its own emulator, whose key is right
-            check_key_task(run, api_key)
-        for step in chosen:
-            if step == "send":
-                send_task(run, api_key, limiter)
-            elif step == "verify":
-                verify_task(run, api_key, limiter)
-            elif step == "consent":
-                consent_task(run, api_key, limiter)
-            else:
-                step_task.with_options(name=step)(run, step)
-        undelivered = pipeline.undelivered_failure(run)
-        if undelivered is not None:  # nothing delivered, rows wait for retry: the flow run fails
-            raise undelivered
-    except BaseException as exc:
-        failure = failure_of(exc)
-        if run is not None:
-            publish_task(run, error=failure.line if failure else f"{type(exc).__name__}: {exc}")
-        if failure is None:
-            raise
-        # What a person must fix: the flow run's message is the line `kl-sync` prints, no traceback;
-        # calling the flow raises the failure itself (its exit code).
-        return Failed(message=failure.line, data=failure)
-    return publish_task(run)
+    # Every flow (the steps' and verify's too) runs through here: the collector as in `kl-sync sync`.
+    with collecting_less():
+        run = None
+        try:
+            settings = load_settings()
+            chosen = pipeline.parse_steps(steps)
+            talks_to_klaviyo = any(step in pipeline.CLIENT_STEPS for step in chosen)
+            limiter = flow_rate_limiter(settings, rate_limit, rate_scale) if talks_to_klaviyo else None
+            run = start_run(settings, chosen, from_start, dry_run, verify_since)
+            api_key = klaviyo_api_key(settings) if talks_to_klaviyo else None
+            if api_key:  # without one, kl-sync starts its own emulator, whose key is right
+                check_key_task(run, api_key)
+            for step in chosen:
+                if step == "send":
+                    send_task(run, api_key, limiter)
+                elif step == "verify":
+                    verify_task(run, api_key, limiter)
+                elif step == "consent":
+                    consent_task(run, api_key, limiter)
+                else:
+                    step_task.with_options(name=step)(run, step)
+            undelivered = pipeline.undelivered_failure(run)
+            if undelivered is not None:  # nothing delivered, rows wait for retry: the flow run fails
+                raise undelivered
+        except BaseException as exc:
+            failure = failure_of(exc)
+            if run is not None:
+                publish_task(run, error=failure.line if failure else f"{type(exc).__name__}: {exc}")
+            if failure is None:
+                raise
+            # What a person must fix: the flow run's message is the line `kl-sync` prints, no traceback;
+            # calling the flow raises the failure itself (its exit code).
+            return Failed(message=failure.line, data=failure)
+        return publish_task(run)
 
 
 def step_flow(step: str) -> Any:

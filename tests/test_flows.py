@@ -37,7 +37,24 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     assert dry["send"]["dry_run"] is True and dry["send"]["preview"]
     assert emulator.events() == []
 
-    counts = sync()
+    import gc
+
+    from kl_sync.app.run import SYNC_GC_THRESHOLD
+
+    before = gc.get_threshold()
+    during: list[int] = []
+
+    def note(phase: str, _info: dict) -> None:  # each collection, as the collector itself reports it
+        if phase == "start":
+            during.append(gc.get_threshold()[0])
+
+    gc.callbacks.append(note)
+    try:
+        counts = sync()
+    finally:
+        gc.callbacks.remove(note)
+    # The flow (production's path) collects as `kl-sync sync` does, and gives the threshold back.
+    assert SYNC_GC_THRESHOLD in during and gc.get_threshold() == before
     queued = counts["parse"]["queued"] + counts["orders"]["queued"]
     sent_events = emulator.events()
     assert queued == 0  # the dry run queued everything already

@@ -303,13 +303,12 @@ def _after_leads(state: Engine, flights: _Flights, call: _Call, *, run_id: str |
     for item in call.items:
         lead = _lead_of(item)
         found = None if lead is None else leads.get(lead)
-        unit = f"held with its order ({kind_of(item.kind).unit_of(item.key)}): {lead}"
         if lead is None or (found is not None and found.accepted):
             ready.append(item)
-        elif found is None:
-            held.append((item, f"{unit} is not in the outbox"))
-        elif found.dead:
-            held.append((item, f"{unit} is a dead letter"))
+        elif found is None or found.dead:
+            unit = kind_of(item.kind).unit_of(item.key)
+            held.append((item, f"held with its order ({unit}): {lead} is "
+                               f"{'not in the outbox' if found is None else 'a dead letter'}"))
         else:
             waiting.setdefault(lead, []).append(item)
     if not held and not waiting:
