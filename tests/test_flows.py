@@ -41,18 +41,11 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
 
     from kl_sync.app.run import SYNC_GC_THRESHOLD
 
+    from tests.reliability.helpers import collector_thresholds
+
     before = gc.get_threshold()
-    during: list[int] = []
-
-    def note(phase: str, _info: dict) -> None:  # each collection, as the collector itself reports it
-        if phase == "start":
-            during.append(gc.get_threshold()[0])
-
-    gc.callbacks.append(note)
-    try:
+    with collector_thresholds() as during:
         counts = sync()
-    finally:
-        gc.callbacks.remove(note)
     # The flow (production's path) collects as `kl-sync sync` does, and gives the threshold back.
     assert SYNC_GC_THRESHOLD in during and gc.get_threshold() == before
     queued = counts["parse"]["queued"] + counts["orders"]["queued"]

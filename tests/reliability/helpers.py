@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,22 @@ def accepted_unique_ids(journal: list[dict[str, Any]]) -> Counter[str]:
             for event in entry["attributes"]["events"]["data"]:
                 seen[event["attributes"]["unique_id"]] += 1
     return seen
+
+
+@contextmanager
+def collector_thresholds() -> Iterator[list[int]]:
+    """The garbage collector's first threshold at each collection while the block runs, as the
+    collector itself reports it (``gc.callbacks``)."""
+    import gc
+
+    during: list[int] = []
+
+    def note(phase: str, _info: dict) -> None:
+        if phase == "start":
+            during.append(gc.get_threshold()[0])
+
+    gc.callbacks.append(note)
+    try:
+        yield during
+    finally:
+        gc.callbacks.remove(note)

@@ -21,7 +21,7 @@ from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import outbox
 from kl_sync.steps.send import OutboxFeed, quality_validator, send_outbox
 from kl_sync.store.generate import generate_store
-from tests.reliability.helpers import accepted_unique_ids, settings_for
+from tests.reliability.helpers import accepted_unique_ids, collector_thresholds, settings_for
 
 END = dt.datetime(2026, 11, 1, 12, 0)
 
@@ -120,17 +120,8 @@ def test_a_sync_collects_garbage_less_often_and_gives_the_collector_back_as_it_w
     generate_store(make_engine(store_url), customers_count=30, seed=5, end=END)
     settings = settings_for(store_url, state_url, emulator.base_url, emulator.api_key)
     before = gc.get_threshold()
-    during: list[int] = []
-
-    def note(phase: str, _info: dict) -> None:  # each collection, as the collector itself reports it
-        if phase == "start":
-            during.append(gc.get_threshold()[0])
-
-    gc.callbacks.append(note)
-    try:
+    with collector_thresholds() as during:
         counts = run_sync(settings, steps=["parse", "orders", "send"], from_start=True)
-    finally:
-        gc.callbacks.remove(note)
     assert counts["send"]["sent_events"] > 0
     # The run's collections ran at the sync's threshold; the process has its own back afterwards.
     assert SYNC_GC_THRESHOLD in during
