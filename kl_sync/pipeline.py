@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext, suppress
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +197,9 @@ class SyncRun:
     store_skipped: str | None = None
     #: Called after each chunk a store-reading step commits (the sender running beside them).
     on_commit: Callable[[], None] | None = None
+    #: The process the store-reading steps ran in (:mod:`kl_sync.store_process`): its pid and peak
+    #: memory; None when they ran in this one.
+    store_process: dict[str, Any] | None = None
 
     def counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = {}
@@ -204,6 +207,8 @@ class SyncRun:
             counts[name] = result.as_dict()
         if self.client_stats:
             counts["http"] = self.client_stats
+        if self.store_process:
+            counts["store_process"] = self.store_process
         return counts
 
 
@@ -347,7 +352,7 @@ def _after_commit(progress: Callable[[int], None], *after: Callable[[], None] | 
 
 
 def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total: int | None,
-          feed: OutboxFeed | None = None) -> StepResult:
+          feed: OutboxFeed | None = None, warm_up: bool = False) -> StepResult:
     """The sender over this run's outbox, with the run's settings."""
     s = run.settings
     with step_progress("send: outbox rows", total=total) as progress:
@@ -364,6 +369,7 @@ def _send(run: SyncRun, client: Any, *, validate: bool, owner: str | None, total
             in_flight=s.send_in_flight,
             feed=feed,
             stop=None if run.interruption is None else run.interruption.event,
+            warm_up=warm_up,
         )
 
 
@@ -374,9 +380,11 @@ def run_send(
     validate: bool = True,
     owner: str | None = None,
     feed: OutboxFeed | None = None,
+    warm_up: bool = False,
 ) -> StepResult:
     """Send the outbox (or, in a dry run, preview what would be sent and send nothing); with ``feed``,
-    while the store-reading steps still queue rows (:func:`send_while_reading`)."""
+    while the store-reading steps still queue rows (:func:`send_while_reading`). ``warm_up``: load
+    the quality suites before the first claim (:func:`~kl_sync.steps.send.send_outbox`)."""
     if run.dry_run:
         result = StepResult("send", details={"dry_run": True, "preview": preview_outbox(run.state, limit=20)})
         run.results["send"] = result
@@ -385,7 +393,7 @@ def run_send(
     if feed is None:
         with run.state.connect() as conn:
             pending = pending_count(conn)
-    result = _send(run, client, validate=validate, owner=owner, total=pending, feed=feed)
+    result = _send(run, client, validate=validate, owner=owner, total=pending, feed=feed, warm_up=warm_up)
     result.details["http_requests"] = client.stats.as_dict()
     run.results["send"] = result
     return result
@@ -439,32 +447,31 @@ class _SenderFailed(Exception):
 
 
 def send_while_reading(run: SyncRun, client: Any, steps: Sequence[str], *, owner: str | None = None) -> StepResult:
-    """Run the store-reading ``steps`` in this thread and the sender beside them, on its own thread.
+    """Run the store-reading ``steps`` and the sender beside them, on its own thread.
 
     The sender claims whatever the steps have committed so far (the first bulk request leaves once
     the first chunk is queued), waits for their next commit when it is ahead of them, and drains the
     outbox once they are done: it never waits for a step to finish. Nothing the steps guarantee
     changes (each chunk is one transaction, cursors only move forward) and the sender claims only
-    committed rows, under its lease, as when it runs after them. The sender mostly waits on the rate
-    limiter and Klaviyo, so a thread is enough (benchmarks/README.md, benchmark 8). If the steps fail
-    (or the run is interrupted) the sender stops at its next batch, recording what was answered and
-    handing back what it claimed and did not send; if the sender fails, the steps stop after their
-    current chunk and the sender's error is raised."""
+    committed rows, under its lease, as when it runs after them.
+
+    The steps run in a process of their own (:mod:`kl_sync.store_process`, ``KL_SYNC_STORE_PROCESS``,
+    the default): the run is bound by the interpreter lock, and two processes use both cores
+    (benchmarks/README.md, benchmark 8). They run in this thread instead when that setting is off,
+    when a database is in memory (another process cannot see it), or when another run holds the
+    store lock (the steps are then skipped). If the steps fail (or the run is interrupted) the sender
+    stops at its next batch, recording what was answered and handing back what it claimed and did
+    not send; if the sender fails, the steps stop after their current chunk and the sender's error
+    is raised."""
     feed = OutboxFeed()
+    in_process = _reads_in_process(run)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-send") as pool:
-        sending = pool.submit(run_send, run, client, owner=owner, feed=feed)
-
-        def committed() -> None:
-            feed.committed()
-            if sending.done() and sending.exception() is not None:
-                raise _SenderFailed
-
-        run.on_commit = committed
+        sending = pool.submit(run_send, run, client, owner=owner, feed=feed, warm_up=in_process)
         try:
-            for step in steps:
-                run_step(run, step)
-                if sending.done():
-                    break
+            if in_process:
+                _read_in_process(run, steps, feed, sending)
+            else:
+                _read_in_thread(run, steps, feed, sending)
         except _SenderFailed:
             pass
         except BaseException:
@@ -474,6 +481,68 @@ def send_while_reading(run: SyncRun, client: Any, steps: Sequence[str], *, owner
             run.on_commit = None
             feed.close()
         return sending.result()
+
+
+def _reads_in_process(run: SyncRun) -> bool:
+    """Whether this run's store-reading steps go to a process of their own (:func:`send_while_reading`)."""
+    from kl_sync.store_process import in_memory
+
+    s = run.settings
+    if not s.store_process or in_memory(s.store_url) or in_memory(s.state_url):
+        return False
+    return _store_skipped(run) is None
+
+
+def _read_in_thread(run: SyncRun, steps: Sequence[str], feed: OutboxFeed, sending: Future[StepResult]) -> None:
+    def committed() -> None:
+        feed.committed()
+        if sending.done() and sending.exception() is not None:
+            raise _SenderFailed
+
+    run.on_commit = committed
+    for step in steps:
+        run_step(run, step)
+        if sending.done():
+            break
+
+
+def _read_in_process(run: SyncRun, steps: Sequence[str], feed: OutboxFeed, sending: Future[StepResult]) -> None:
+    """The steps in :class:`~kl_sync.store_process.StoreProcess`, this thread relaying what it reports:
+    each commit to the sender's feed and the step's progress bar, each step's result to the run, its
+    error or its interruption raised here. However this ends, the process is stopped and waited for
+    first, so nothing writes to the store's side of the state once the run is recorded."""
+    from kl_sync.store_process import StoreProcess, StoreProcessError
+
+    child = StoreProcess.start(run.settings, run_id=run.run_id, steps=steps, from_start=run.from_start)
+    with ExitStack() as bars:
+        try:
+            advance: dict[str, Callable[[int], None]] = {}
+            for message in child.messages():
+                if sending.done():  # the sender failed (its error is raised) or was stopped
+                    raise _SenderFailed
+                if message is None:
+                    continue
+                kind = message[0]
+                if kind == "commit":
+                    _, step, rows = message
+                    if step not in advance:
+                        declared = STORE_STEPS[step]
+                        advance[step] = bars.enter_context(step_progress(f"{declared.name}: {declared.progress_label}"))
+                    advance[step](rows)
+                    feed.committed()
+                elif kind == "result":
+                    run.results[message[1]] = message[2]
+                elif kind == "failed":
+                    error = message[2]
+                    if isinstance(error, BaseException):
+                        raise error
+                    raise StoreProcessError(f"{message[1] or 'store'} step failed: {error['type']}: {error['line']}")
+                elif kind == "interrupted":
+                    raise Interrupted(message[1])
+                elif kind == "done":
+                    run.store_process = {"pid": child.process.pid, "peak_rss_mb": round(message[1], 1)}
+        finally:
+            child.stop()
 
 
 #: Opens the run's Klaviyo client when the send or verify step needs it (kl_sync.app.clients.klaviyo_client).

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     send_in_flight: int = Field(
         4, ge=1, le=32, validation_alias=_env_names("send_in_flight", "KL_SYNC_SEND_IN_FLIGHT")
     )
+    #: The store-reading steps run in a process of their own beside the sender (two interpreter
+    #: locks on two cores: benchmarks/README.md, benchmark 8); false: in the run's own process.
+    #: In-memory SQLite databases always stay in the run's process.
+    store_process: bool = Field(True, validation_alias=_env_names("store_process", "KL_SYNC_STORE_PROCESS"))
     #: Sends of one outbox row before it becomes a dead letter (the outbox half of :attr:`retry`).
     #: ``KL_SYNC_MAX_ATTEMPTS`` is its older name.
     max_sends: int = Field(

@@ -71,6 +71,12 @@ def quality_validator(metric_names: Mapping[str, Collection[str]]) -> Validator:
 
         return validate_batch(kind, rows, metric_names=metric_names.get(kind, ()))
 
+    def warm_up() -> None:
+        from kl_sync.quality.suites import engine
+
+        engine()
+
+    validate.warm_up = warm_up  # type: ignore[attr-defined]
     return validate
 
 
@@ -529,6 +535,7 @@ def send_outbox(
     in_flight: int = 1,
     feed: OutboxFeed | None = None,
     stop: threading.Event | None = None,
+    warm_up: bool = False,
 ) -> StepResult:
     """Drain the outbox: claim, validate, send, record — until nothing is due (or ``max_batches``).
 
@@ -544,6 +551,10 @@ def send_outbox(
 
     ``stop`` (set by SIGTERM or SIGINT): claim nothing more, let the requests in flight be answered
     and recorded, hand back every row not posted (``details["stopped"]``).
+
+    ``warm_up``: load the validator's suites (``validate.warm_up``: GX's import and context, seconds
+    of CPU) on the preparing thread before the first claim, while the rows are still being read in
+    another process (:mod:`kl_sync.store_process`); otherwise they load on the first validation.
 
     Raises the client's ``AuthError`` after handing the unfinished rows back.
     """
@@ -580,6 +591,9 @@ def send_outbox(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-prepare") as pool, \
             ThreadPoolExecutor(max_workers=in_flight * len(OPERATIONS), thread_name_prefix="kl-sync-post") as posts:
         flights = _Flights(posts, client, land, in_flight)
+        if warm_up and validate is not None and hasattr(validate, "warm_up"):
+            # Its error, if any, is the first validation's to raise (it loads them again).
+            pool.submit(validate.warm_up)
         try:
             submit_more()
             while upcoming and not stopped():
