@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -46,6 +47,8 @@ from benchmarks.harness import (
 #: The issue's store: 1,800 customers; 150k log rows and 18k orders queue 217,500 events (218 bulk
 #: requests: one steady window of 150, then 68 more, so the floor is 66 s at Klaviyo's windows).
 CUSTOMERS, LOG_ROWS, ORDERS = 1_800, 150_000, 18_000
+#: Requests of one endpoint Klaviyo's steady window takes in any minute (bulk_create_events: 150/min).
+STEADY_WINDOW = 150
 _TS = re.compile(rb'^\{"ts":([0-9.]+),"method":"(\w+)","path":"([^"]*)"')
 
 
@@ -109,17 +112,21 @@ def initial_sync(folder: Path, base_url: str) -> dict[str, Any]:
     """One timed initial sync in a fresh interpreter, over a fresh state database."""
     (folder / "state.db").unlink(missing_ok=True)
     begun = time.time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "benchmarks.e2e", "child", "sync", "--no-prefect", "--from-start",
                            "--json"], cwd=folder, env=_environment(folder, base_url), capture_output=True, text=True,
                           timeout=3600)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"the initial sync failed ({done.returncode}):\n{done.stderr[-4000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     if report["exit_code"] != 0:
         raise RuntimeError(f"kl-sync sync exited {report['exit_code']}:\n{done.stderr[-4000:]}")
-    return {"elapsed": elapsed, "begun": begun, **report}
+    # CPU of the sync and every process it waited for (its store-reading process).
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"elapsed": elapsed, "begun": begun, "cpu_seconds": round(cpu, 1), **report}
 
 
 def nothing_new(folder: Path, base_url: str) -> float:
@@ -140,11 +147,33 @@ def nothing_new(folder: Path, base_url: str) -> float:
     return elapsed
 
 
+def _pacing(run: dict[str, Any]) -> str:
+    if run["pacing_write"] is None:
+        return ""
+    return (f", request {run['pacing_write']} (the last request is due a minute after it: "
+            f"Klaviyo's steady window) at {run['pacing_write_at']:.1f} s")
+
+
+def _emulator_cpu(account: Path) -> float:
+    """CPU seconds the emulator serving ``account`` has used so far (Linux: /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(account).encode() in cmdline.read_bytes() and b"kl_sync.emulator" in cmdline.read_bytes():
+                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        except OSError:
+            continue
+    return 0.0
+
+
 def one_run(folder: Path, *, latency: float, events: int, incremental: bool) -> dict[str, Any]:
     account = folder / f"klaviyo-{time.monotonic_ns()}"
     load = [round(x, 2) for x in os.getloadavg()]
     with emulator_process(account, rate_limits="real", latency=latency) as base_url:
+        emulator_before = _emulator_cpu(account)
         run = initial_sync(folder, base_url)
+        emulator_cpu = round(_emulator_cpu(account) - emulator_before, 1)
         incremental_seconds = [nothing_new(folder, base_url) for _ in range(3)] if incremental else []
     sent = run["counts"]["send"]["sent_events"]
     if sent != events:
@@ -154,6 +183,9 @@ def one_run(folder: Path, *, latency: float, events: int, incremental: bool) -> 
     arrivals = journal_times(account / "journal.jsonl")
     writes = [t for t, method, _ in arrivals if method == "POST"]
     begun = run["begun"]
+    # Klaviyo's steady window slides (150 a minute): request j + 150 leaves no sooner than a minute
+    # after request j, so the run ends at least a minute after request N - 151 (counting from 0).
+    pacing = len(writes) - STEADY_WINDOW - 1 if len(writes) > STEADY_WINDOW else None
     # The store-reading steps' own process (KL_SYNC_STORE_PROCESS) lives through most of the run: the
     # two peaks added are what the run may hold at once, at most.
     reader_peak = (run["counts"].get("store_process") or {}).get("peak_rss_mb", 0.0)
@@ -162,6 +194,8 @@ def one_run(folder: Path, *, latency: float, events: int, incremental: bool) -> 
         "retries": run["counts"]["http"]["retries"], "peak_rss_mb": run["peak_rss_mb"] + reader_peak,
         "run_peak_rss_mb": run["peak_rss_mb"], "store_process_peak_rss_mb": reader_peak, "sent_events": sent,
         "first_write_at": round(writes[0] - begun, 3) if writes else None,
+        "pacing_write": pacing, "pacing_write_at": round(writes[pacing] - begun, 3) if pacing is not None else None,
+        "cpu_seconds": run["cpu_seconds"], "emulator_cpu_seconds": emulator_cpu,
         "last_write_at": round(writes[-1] - begun, 3) if writes else None,
         "incremental_seconds": incremental_seconds, "load_average_before": load,
     }
@@ -204,7 +238,8 @@ def run(scale: float = 1.0, *, latencies: tuple[float, ...] = (0.0, 0.25), repea
             size, repeat,
             f"median {middle['elapsed']:.1f} s vs floor {middle['floor']:.1f} s ({middle['floor_endpoint']}: "
             f"{middle['by_endpoint'].get(middle['floor_endpoint'])} requests); first request at "
-            f"{middle['first_write_at']:.1f} s; runs: {', '.join(f'{x:.2f}' for x in ratios)}×"))
+            f"{middle['first_write_at']:.1f} s{_pacing(middle)}; CPU {middle['cpu_seconds']:.0f} s kl-sync + "
+            f"{middle['emulator_cpu_seconds']:.0f} s emulator; runs: {', '.join(f'{x:.2f}' for x in ratios)}×"))
         for r in runs:
             incremental.extend(r["incremental_seconds"])
         peaks.append((events, max(r["peak_rss_mb"] for r in runs)))
