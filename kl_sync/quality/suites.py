@@ -4,8 +4,12 @@ loaded once. GX costs seconds to import, so it is imported here on first use onl
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import importlib.util
 import json
+import sys
 import threading
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +58,90 @@ class _KindSuites:
     distinct: dict[str, Any]
 
 
+#: Modules ``import great_expectations`` loads that validation never uses, whose bodies cost seconds:
+#: altair (~0.7 s of CPU here), imported at module level by expect_column_kl_divergence_to_be_less_than to
+#: draw that expectation's charts in Data Docs (no suite of ours has it). Their bodies run when
+#: something first reads one of their attributes (:func:`_defer`).
+DEFERRED_MODULES = ("altair",)
+
+_deferred_lock = threading.RLock()
+
+
+class _RunsOnFirstUse(types.ModuleType):
+    """A module in ``sys.modules`` whose body has not run yet; it runs on the first read of an
+    attribute other than ``__spec__``. importlib.util.LazyLoader's modules run on any attribute, and
+    the ``import`` statement itself reads ``__spec__`` (Python 3.11), so ``import altair`` would run it."""
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr == "__spec__":
+            return object.__getattribute__(self, attr)
+        with _deferred_lock:  # other threads wait for the body; the thread running it reads what is there
+            if type(self) is _RunsOnFirstUse and not object.__getattribute__(self, "__dict__").get("_kl_sync_running"):
+                self._kl_sync_running = True
+                try:
+                    object.__getattribute__(self, "__spec__").loader.exec_module(self)
+                finally:
+                    del self._kl_sync_running
+                self.__class__ = types.ModuleType
+        return types.ModuleType.__getattribute__(self, attr)
+
+
+def _defer(name: str) -> None:
+    """Make ``import name`` cheap: the module's body runs on its first use (:class:`_RunsOnFirstUse`)."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _RunsOnFirstUse
+    sys.modules[name] = module
+
+
+def _iri_syntax_on_first_use() -> types.ModuleType | None:
+    """A stand-in for ``rfc3987_syntax`` while jsonschema is imported, or None if none is needed.
+
+    jsonschema's ``iri`` and ``iri-reference`` format checkers take ``is_valid_syntax`` from
+    rfc3987_syntax when jsonschema is imported, and rfc3987_syntax compiles a Lark grammar at import
+    (~0.5 s of CPU here); no suite of ours asks for those formats. A lazy module cannot help (taking a name
+    from it runs it), so jsonschema gets this stand-in instead: the same checkers get registered, and
+    the first iri checked imports the real module (no longer shadowed by then) and asks it.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return None
+    if importlib.util.find_spec("rfc3987_syntax") is None or importlib.util.find_spec("lark") is None:
+        return None  # jsonschema registers no iri checker then, as without the stand-in
+
+    def is_valid_syntax(term: str, value: str) -> bool:
+        return importlib.import_module("rfc3987_syntax").is_valid_syntax(term, value)
+
+    stand_in = types.ModuleType("rfc3987_syntax", "Forwards to the real rfc3987_syntax, imported on first use.")
+    stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
+    return stand_in
+
+
+def _import_gx() -> None:
+    """``import great_expectations`` without running what validation does not use (above)."""
+    if "great_expectations" in sys.modules:
+        return
+    for name in DEFERRED_MODULES:
+        _defer(name)
+    stand_in = _iri_syntax_on_first_use()
+    if stand_in is not None:
+        sys.modules["rfc3987_syntax"] = stand_in
+    try:
+        import great_expectations  # noqa: F401
+        import jsonschema  # noqa: F401  (GX imports it; its format checkers now hold the stand-in)
+    finally:
+        if stand_in is not None and sys.modules.get("rfc3987_syntax") is stand_in:
+            del sys.modules["rfc3987_syntax"]
+
+
 class _Engine:
     """The process's one ephemeral GX context with every kind's suite loaded."""
 
     def __init__(self, folder: Path) -> None:
+        _import_gx()
         import great_expectations as gx
         from great_expectations.data_context.types.base import (
             DataContextConfig,

@@ -74,6 +74,46 @@ def test_importing_quality_does_not_import_great_expectations() -> None:
     assert out.split() == ["False", "False"]
 
 
+_FORMATS_PROBE = """
+import json, sys
+{setup}
+import jsonschema
+checker = jsonschema.Draft7Validator.FORMAT_CHECKER
+samples = ["https://shop.example.com/ä?q=1", "not an iri ::", "a b", "/relative/ö", "", "http://[::1]/"]
+print(json.dumps({{
+    "formats": {{draft: sorted(getattr(jsonschema, draft).FORMAT_CHECKER.checkers)
+                for draft in ("Draft7Validator", "Draft201909Validator", "Draft202012Validator")}},
+    "iri": [[checker.conforms(value, form) for form in ("iri", "iri-reference")] for value in samples],
+    "real": sys.modules["rfc3987_syntax"].__file__ is not None,
+}}))
+"""
+
+
+def _probe(setup: str) -> dict:
+    code = _FORMATS_PROBE.format(setup=setup)
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def test_the_engine_defers_what_validation_does_not_use_and_jsonschema_keeps_every_format_check() -> None:
+    """Building the engine runs neither altair's body nor rfc3987_syntax's (its Lark grammar); jsonschema
+    still has every format checker a plain import gives it, and its iri checks answer the same."""
+    plain = _probe("")
+    deferred = _probe("from kl_sync.quality.suites import engine; engine()")
+    assert deferred["formats"] == plain["formats"]
+    assert "iri" in deferred["formats"]["Draft7Validator"]
+    assert deferred["iri"] == plain["iri"]
+    assert deferred["real"]  # the first iri checked imported the real module
+
+
+def test_the_engine_leaves_altair_and_rfc3987_syntax_unrun_until_used() -> None:
+    probe = ("import sys; from kl_sync.quality.suites import engine; engine(); "
+             "print('altair.vegalite' in sys.modules, 'rfc3987_syntax' in sys.modules); "
+             "from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as m; "
+             "print(m.alt.Chart.__name__, 'altair.vegalite' in sys.modules, type(sys.modules['altair']).__name__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "Chart", "True", "module"]
+
+
 def test_an_installed_package_finds_its_suites(tmp_path) -> None:
     """What setuptools installs (build_py: a wheel's contents) holds every kind's suite, and
     kl_sync.quality run from there loads them, with no checkout beside it."""
