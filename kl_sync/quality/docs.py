@@ -40,7 +40,7 @@ def build_data_docs(reports: Iterable[QualityReport], folder: Path, *, suites_di
             ValidationResultIdentifier(
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
                 run_id=result.meta["run_id"],
-                batch_identifier=result.meta["batch_markers"]["pandas_data_fingerprint"],
+                batch_identifier=result.batch_id,  # what ValidationDefinition.run files results by
             )
             for result in results
         ]

@@ -149,6 +149,14 @@ class _Engine:
             ProgressBarsConfig,
         )
 
+        from great_expectations.execution_engine import pandas_execution_engine
+
+        # GX fingerprints every in-memory frame smaller than HASH_THRESHOLD bytes (pandas' hash of every
+        # row, then md5) for the batch's markers, twice per Batch.validate (our get_batch and the one the
+        # validator makes from its batch parameters): a third of validating a 20k-row frame. Nothing here
+        # reads it (Data Docs files a result by its batch id, as ValidationDefinition.run does), and GX
+        # leaves it out for frames at or above the threshold: at 0, for every frame.
+        pandas_execution_engine.HASH_THRESHOLD = 0
         self.lock = threading.Lock()
         self.context = gx.get_context(
             mode="ephemeral",

@@ -561,7 +561,8 @@ def test_tightened_suite_takes_effect(suites_copy: Path) -> None:
 def test_build_data_docs_writes_a_site(tmp_path: Path) -> None:
     orders = samples.batch("order_event", 6)
     orders[2][1]["properties"]["Items"][0]["Quantity"] = "one"
-    reports = [validate("order_event", orders), validate("log_event", samples.batch("log_event", 4))]
+    reports = [validate("order_event", orders), validate("log_event", samples.batch("log_event", 4)),
+               validate("log_event", samples.batch("log_event", 3, start=4))]
 
     index = quality.build_data_docs(reports, tmp_path / "docs")
 
@@ -572,8 +573,18 @@ def test_build_data_docs_writes_a_site(tmp_path: Path) -> None:
     assert ("validations", "order_event_distinct_items_json") in pages
     assert ("validations", "log_event") in pages
     assert ("expectations", "profile.html") in pages
+    assert len(list((index.parent / "validations" / "log_event").rglob("*.html"))) == 2  # one page a result
     html = index.read_text()
     assert "order_event" in html and "log_event" in html
+
+
+
+def test_gx_does_not_fingerprint_the_frames_it_validates() -> None:
+    """The frame's md5 fingerprint (a third of a 20k-row validation) is left out of the batch markers."""
+    report = validate("order_event", samples.batch("order_event", 6))
+    for result in report.validations:
+        assert "ge_load_time" in result.meta["batch_markers"]
+        assert "pandas_data_fingerprint" not in result.meta["batch_markers"]
 
 
 # ----------------------------------------------------------------------------- odd values never break a batch
