@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 #: Values walked per payload before making sure it has no cycle (a walk over a cycle never ends).
 #: Far above any real payload, so the check (a full ``json.dumps``) almost never runs.
 _VALUES_BEFORE_CYCLE_CHECK = 100_000
+_NO_CYCLE = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,55 @@ def scan_payload(payload: Any) -> int:
     fine (it is walked twice). Keys are not type-checked: payloads decoded from JSON only have str keys.
     """
     # A flat loop with exact type tests: this runs for every value of every row (~80 in an order
-    # event), so it is the flattener's hot spot. Subclasses (IntEnum, OrderedDict) take the slow branch.
+    # event), so it is the flattener's hot spot. A dict's str keys and its scalar values (most of a
+    # payload) are measured where the dict is met, not pushed and popped one by one; the rest (what
+    # nests or could raise) is pushed keys below values, as pushing everything would, so the walk
+    # meets it, and refuses a payload, in the same order. Subclasses (IntEnum, OrderedDict) take the
+    # slow branches.
     longest = 0
     stack = [payload]
-    pop, extend = stack.pop, stack.extend
+    pop, append, extend = stack.pop, stack.append, stack.extend
     budget = _VALUES_BEFORE_CYCLE_CHECK
     while stack:
         item = pop()
         kind = type(item)
-        if kind is str:
+        if kind is dict:
+            pushed = len(stack)
+            other_keys = None
+            for key, value in item.items():
+                if type(key) is str:
+                    size = len(key)
+                    # n characters are n..4n bytes: skip the encode when the string cannot be the longest.
+                    if size * 4 > longest:
+                        if not key.isascii():
+                            size = len(key.encode("utf-8", "surrogatepass"))
+                        if size > longest:
+                            longest = size
+                elif other_keys is None:
+                    other_keys = [key]
+                else:
+                    other_keys.append(key)
+                value_kind = type(value)
+                if value_kind is str:
+                    size = len(value)
+                    if size * 4 > longest:
+                        if not value.isascii():
+                            size = len(value.encode("utf-8", "surrogatepass"))
+                        if size > longest:
+                            longest = size
+                elif not (value_kind is int or value_kind is bool or value is None):
+                    append(value)
+            if other_keys is not None:  # below the values
+                stack[pushed:pushed] = other_keys
+            # The values measured here count as walked, as if each had been popped.
+            budget -= 2 * len(item) - (len(stack) - pushed)
+        elif kind is str:
             size = len(item)
-            # n characters are n..4n bytes: skip the encode when the string cannot be the longest.
             if size * 4 > longest:
                 if not item.isascii():
                     size = len(item.encode("utf-8", "surrogatepass"))
                 if size > longest:
                     longest = size
-        elif kind is dict:
-            extend(item)
-            extend(item.values())
         elif kind is list:
             extend(item)
         elif kind is int or kind is bool or item is None:
@@ -78,8 +109,9 @@ def scan_payload(payload: Any) -> int:
         elif not isinstance(item, int):
             raise UnflattenablePayload(f"payload holds a {kind.__name__}, which is not JSON")
         budget -= 1
-        if budget == 0:
+        if budget <= 0:
             _refuse_cycles(payload)
+            budget = _NO_CYCLE  # none: the walk ends
     return longest
 
 

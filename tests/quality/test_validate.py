@@ -17,6 +17,7 @@ import pytest
 from kl_sync import quality
 from kl_sync.constants import MAX_STRING_BYTES
 from kl_sync.kinds import EVENT_KINDS, OUTBOX_KINDS
+from kl_sync.payloads import UnflattenablePayload
 from tests.quality import samples
 
 GOOD_ROWS = 12
@@ -493,6 +494,24 @@ def test_flatten_batch_columns() -> None:
     longest = max(len(s.encode()) for s in _strings(payload))
     assert row["max_string_bytes"] == longest
 
+
+
+@pytest.mark.parametrize(("payload", "answer"), [
+    ({"ab": "ü", "c": None, "d": 7, "e": True}, 2),  # 'ü' is 2 bytes
+    ({"k": {1: "xyz", None: 0, 2.5: "é" * 2}}, 4),  # keys JSON turns into text are walked as values
+    ({"a": [1.5, {"b": "cccc"}, ("tuple", "sub" * 3)]}, 9),
+    ({"x": {"y": {"z": "\ud800" * 2}}}, 6),  # a lone surrogate: 3 bytes, as sent with surrogatepass
+    ({"many": [{"k": index} for index in range(60_000)]}, 4),  # walked past the cycle check: no cycle
+    ({"v": decimal.Decimal(1), float("nan"): 1}, "Decimal"),  # values before keys, as ever
+    ({"v": [1, float("inf")], "w": {"x": decimal.Decimal(1)}}, "Decimal"),
+    ({"k": {float("nan"): "v"}}, "nan, which JSON cannot carry"),
+])
+def test_scan_payload_measures_keys_and_values_and_refuses_in_walk_order(payload: dict, answer: Any) -> None:
+    if isinstance(answer, int):
+        assert quality.scan_payload(payload) == answer
+    else:
+        with pytest.raises(UnflattenablePayload, match=answer):
+            quality.scan_payload(payload)
 
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
