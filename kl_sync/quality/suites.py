@@ -59,10 +59,11 @@ class _KindSuites:
 
 
 #: Modules ``import great_expectations`` loads that validation never uses, whose bodies cost seconds:
-#: altair (~0.7 s of CPU here), imported at module level by expect_column_kl_divergence_to_be_less_than to
-#: draw that expectation's charts in Data Docs (no suite of ours has it). Their bodies run when
-#: something first reads one of their attributes (:func:`_defer`).
-DEFERRED_MODULES = ("altair",)
+#: altair (~0.7 s of CPU here), imported at module level by expect_column_kl_divergence_to_be_less_than
+#: to draw that expectation's charts in Data Docs, and scipy.stats (~0.7 s), imported by it and by the
+#: two KS-test metrics (no suite of ours has any of them). Their bodies run when something first reads
+#: one of their attributes (:func:`_defer`).
+DEFERRED_MODULES = ("altair", "scipy.stats")
 
 _deferred_lock = threading.RLock()
 

@@ -105,13 +105,15 @@ def test_the_engine_defers_what_validation_does_not_use_and_jsonschema_keeps_eve
     assert deferred["real"]  # the first iri checked imported the real module
 
 
-def test_the_engine_leaves_altair_and_rfc3987_syntax_unrun_until_used() -> None:
+def test_the_engine_leaves_altair_scipy_stats_and_rfc3987_syntax_unrun_until_used() -> None:
     probe = ("import sys; from kl_sync.quality.suites import engine; engine(); "
-             "print('altair.vegalite' in sys.modules, 'rfc3987_syntax' in sys.modules); "
+             "ran = lambda: [name in sys.modules for name in ('altair.vegalite', 'scipy.stats._stats_py', 'rfc3987_syntax')]; "
+             "print(*ran()); "
              "from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as m; "
-             "print(m.alt.Chart.__name__, 'altair.vegalite' in sys.modules, type(sys.modules['altair']).__name__)")
+             "print(m.alt.Chart.__name__, round(m.stats.entropy([0.5, 0.5]), 3), *ran(), "
+             "type(sys.modules['altair']).__name__, type(sys.modules['scipy.stats']).__name__)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False", "Chart", "True", "module"]
+    assert out.split() == ["False", "False", "False", "Chart", "0.693", "True", "True", "False", "module", "module"]
 
 
 def test_an_installed_package_finds_its_suites(tmp_path) -> None:
