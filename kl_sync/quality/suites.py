@@ -104,9 +104,9 @@ def _iri_syntax_on_first_use() -> types.ModuleType | None:
 
     jsonschema's ``iri`` and ``iri-reference`` format checkers take ``is_valid_syntax`` from
     rfc3987_syntax when jsonschema is imported, and rfc3987_syntax compiles a Lark grammar at import
-    (~0.5 s of CPU here); no suite of ours asks for those formats. A lazy module cannot help (taking a name
-    from it runs it), so jsonschema gets this stand-in instead: the same checkers get registered, and
-    the first iri checked imports the real module (no longer shadowed by then) and asks it.
+    (~0.5 s of CPU here); no suite of ours asks for those formats. A deferred module cannot help
+    (taking a name from it runs it), so jsonschema gets this stand-in instead: the same checkers get
+    registered, and the first iri checked imports the real module (no longer shadowed) and asks it.
     """
     if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
         return None
@@ -149,7 +149,6 @@ class _Engine:
             InMemoryStoreBackendDefaults,
             ProgressBarsConfig,
         )
-
         from great_expectations.execution_engine import pandas_execution_engine
 
         # GX fingerprints every in-memory frame smaller than HASH_THRESHOLD bytes (pandas' hash of every
