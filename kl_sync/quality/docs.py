@@ -16,6 +16,7 @@ def build_data_docs(reports: Iterable[QualityReport], folder: Path, *, suites_di
     Returns the site's ``index.html``. Earlier pages already in ``folder`` stay listed in the index,
     so one folder builds up a history. ``suites_dir`` must be the one the reports were made with.
     """
+    gx = engine(suites_dir)  # first: it imports GX without what validation does not use
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
@@ -23,7 +24,6 @@ def build_data_docs(reports: Iterable[QualityReport], folder: Path, *, suites_di
 
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    gx = engine(suites_dir)
     site_name = "kl_sync_" + hashlib.sha1(str(folder).encode()).hexdigest()[:12]
     site = {
         "class_name": "SiteBuilder",
