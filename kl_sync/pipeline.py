@@ -9,6 +9,7 @@ local emulator.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -488,7 +489,8 @@ def _reads_in_process(run: SyncRun) -> bool:
     from kl_sync.store_process import in_memory
 
     s = run.settings
-    if not s.store_process or in_memory(s.store_url) or in_memory(s.state_url):
+    # POSIX only: the process reports over a pipe it inherits (pass_fds) and is read with select().
+    if not s.store_process or os.name != "posix" or in_memory(s.store_url) or in_memory(s.state_url):
         return False
     return _store_skipped(run) is None
 
@@ -513,9 +515,19 @@ def _read_in_process(run: SyncRun, steps: Sequence[str], feed: OutboxFeed, sendi
     first, so nothing writes to the store's side of the state once the run is recorded."""
     from kl_sync.store_process import StoreProcess, StoreProcessError
 
-    child = StoreProcess.start(run.settings, run_id=run.run_id, steps=steps, from_start=run.from_start)
+    interruption = run.interruption
+    held = interruption is not None and interruption.hold
+    if interruption is not None:
+        interruption.hold = True  # a process started is always handed to the ``finally`` that stops it
+    try:
+        child = StoreProcess.start(run.settings, run_id=run.run_id, steps=steps, from_start=run.from_start)
+    finally:
+        if interruption is not None:
+            interruption.hold = held
     with ExitStack() as bars:
         try:
+            if interruption is not None:
+                interruption.check()  # a signal that came while it started
             advance: dict[str, Callable[[int], None]] = {}
             for message in child.messages():
                 if sending.done():  # the sender failed (its error is raised) or was stopped

@@ -42,6 +42,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from kl_sync.failures import EXIT_ROWS_FAILED, Failure
+
+#: What the store-reading process runs (``python -P -c``): the stop signals are caught first, before
+#: anything is imported (a signal then is acted on once the steps can stop), then the package's folder
+#: goes on the path if the interpreter does not already have it there.
+_BOOT = (
+    "import signal, sys\n"
+    "early = []\n"
+    "for signum in (signal.SIGTERM, signal.SIGINT):\n"
+    "    signal.signal(signum, lambda signum, frame: early.append(signum))\n"
+    "if sys.argv[3] not in sys.path:\n"
+    "    sys.path.insert(0, sys.argv[3])\n"
+    "from kl_sync.store_process import main\n"
+    "sys.exit(main(sys.argv[1:3], early))\n"
+)
 #: Frame header: the pickled message's length.
 _HEADER = struct.Struct("!I")
 #: From <linux/prctl.h>.
@@ -50,18 +65,29 @@ _PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 30.0
 
 
-class StoreProcessError(RuntimeError):
+class StoreProcessError(Failure):
     """The store-reading process failed in a way that left no error of its own to raise (it could
-    not start, or died): the line says how, and its standard error has the rest."""
+    not start, died, or its error did not survive pickling): one line says how (exit code 1); what
+    it printed before, a traceback included, is on the same standard error."""
+
+    exit_code = EXIT_ROWS_FAILED
 
 
 def in_memory(url: str) -> bool:
-    """Whether a database URL names an in-memory SQLite database, which a second process cannot see."""
-    if not url.startswith("sqlite"):
+    """Whether a database URL names an in-memory SQLite database, which a second process cannot see
+    (``sqlite://``, ``:memory:``, ``file::memory:?cache=shared&uri=true``, ``mode=memory``): the rule
+    the migrations use to find a SQLite database's file."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
         return False
-    rest = url.split("://", 1)[1] if "://" in url else ""
-    path = rest[1:] if rest.startswith("/") else rest
-    return path in ("", ":memory:") or "mode=memory" in path
+    database = parsed.database or ""
+    if str(parsed.query.get("uri", "")).lower() in {"true", "1"}:
+        if str(parsed.query.get("mode", "")) == "memory":
+            return True
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return database in ("", ":memory:") or database.startswith(":memory:")
 
 
 # --------------------------------------------------------------------------- the run's side
@@ -78,28 +104,34 @@ class StoreProcess:
 
     @classmethod
     def start(cls, settings: Any, *, run_id: str, steps: Sequence[str], from_start: bool) -> StoreProcess:
+        """Start the steps. Call it with signals held (:attr:`kl_sync.pipeline.Interruption.hold`):
+        a process started and not yet handed to a ``try`` that stops it would run unsupervised."""
+        job = pickle.dumps({"settings": settings, "run_id": run_id, "steps": list(steps), "from_start": from_start})
         read_end, write_end = os.pipe()
         try:
+            # -P: the working folder is not put first on the path, so a kl_sync/ folder there cannot
+            # stand in for this package; the package's own folder is, if it is not on the path already.
             process = subprocess.Popen(
-                [sys.executable, "-m", "kl_sync.store_process", str(write_end), str(os.getpid())],
+                [sys.executable, "-P", "-c", _BOOT, str(write_end), str(os.getpid()),
+                 str(Path(__file__).resolve().parent.parent)],
                 stdin=subprocess.PIPE, pass_fds=(write_end,), close_fds=True,
-                # The package as this process imported it, whatever the working folder.
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    [str(Path(__file__).resolve().parent.parent), *filter(None, [os.environ.get("PYTHONPATH")])])},
             )
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)
-        job = pickle.dumps({"settings": settings, "run_id": run_id, "steps": list(steps), "from_start": from_start})
+        started = cls(process, read_end)
         assert process.stdin is not None
         try:
             process.stdin.write(job)
             process.stdin.close()
         except BrokenPipeError:
             pass  # it died at once: messages() says so
-        return cls(process, read_end)
+        except BaseException:
+            started.kill()
+            raise
+        return started
 
     def messages(self, *, poll: float = 0.5) -> Iterator[tuple[Any, ...] | None]:
         """Each message as it comes; None every ``poll`` seconds without one (the caller looks at the
@@ -142,14 +174,25 @@ class StoreProcess:
             self._buffer += data
 
     def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
-        """Ask it to stop (SIGTERM: it stops outside any database call) and wait; kill it after ``grace``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Ask it to stop (SIGTERM: it stops outside any database call) and wait; kill it after
+        ``grace``, or at once if anything (a second signal: the operator insists) interrupts the wait."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+        except BaseException:
+            self.kill()
+            raise
+        self.close()
+
+    def kill(self) -> None:
+        """Kill it and wait for it (a chunk it was writing rolls back, as after any crash)."""
+        with suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
         self.close()
 
     def close(self) -> None:
@@ -179,6 +222,10 @@ def _send(out: int, message: tuple[Any, ...], interruption: Any) -> None:
     try:
         while data:
             data = data[os.write(out, data):]
+    except BrokenPipeError:
+        # The run is gone (where the kernel does not kill this process with it: not Linux). What it
+        # committed stays; the next run reads on from there.
+        os._exit(1)
     finally:
         interruption.hold = held
 
@@ -207,13 +254,15 @@ def _dies_with(parent: int) -> None:
         os._exit(1)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], early: list[int] | None = None) -> int:
+    """The store-reading process (:data:`_BOOT`): ``argv`` is the pipe's descriptor and the run's pid;
+    ``early``, the stop signals that came while it started (kept, and acted on once it can stop)."""
     out, parent = int(argv[0]), int(argv[1])
-    # A signal while kl_sync is still being imported (a second or so) is kept for after it.
-    early: list[int] = []
+    early = [] if early is None else early
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: early.append(signum))
     _dies_with(parent)
+    from kl_sync.failures import failure_of
     from kl_sync.pipeline import STORE_STEPS, Interrupted, Interruption
     from kl_sync.state.migrate import open_state
     from kl_sync.store.readers import store_engine
@@ -247,6 +296,8 @@ def main(argv: Sequence[str]) -> int:
         _send(out, ("interrupted", exc.signum), interruption)
     except Exception as exc:  # noqa: BLE001 - the run raises it
         interruption.hold = True
+        if failure_of(exc) is None:  # a bug: its traceback, from where it happened
+            traceback.print_exc(file=sys.stderr)
         _send(out, ("failed", step, _portable(exc)), interruption)
     _send(out, ("done", _peak_rss_mb()), interruption)
     return 0
@@ -264,4 +315,4 @@ def _peak_rss_mb() -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:3]))

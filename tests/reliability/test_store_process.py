@@ -148,6 +148,8 @@ def test_a_killed_run_leaves_no_store_process(tmp_path: Path) -> None:
 def test_in_memory_databases_keep_the_steps_in_the_run_s_process() -> None:
     assert in_memory("sqlite://") and in_memory("sqlite:///:memory:") and in_memory("sqlite+pysqlite:///:memory:")
     assert in_memory("sqlite:///file:state?mode=memory&cache=shared&uri=true")
+    assert in_memory("sqlite:///file::memory:?cache=shared&uri=true") and in_memory("sqlite:///:memory:?cache=shared")
+    assert not in_memory("sqlite:///file:state.db?uri=true")
     assert not in_memory("sqlite:///state.db") and not in_memory("sqlite:////tmp/state.db")
     assert not in_memory("postgresql://postgres@127.0.0.1:5432/test")
 
@@ -159,11 +161,11 @@ class _Unpicklable(Exception):
 
 
 def test_an_error_that_does_not_survive_pickling_still_reaches_the_run_with_its_line() -> None:
-    from kl_sync.failures import Failure
+    from kl_sync.failures import Failure, failure_of
 
     failure = Failure("KL_SYNC_STORE_URL: cannot connect", exit_code=2)
     assert _portable(failure) is failure and pickle.loads(pickle.dumps(failure)).exit_code == 2
     described = _portable(_Unpicklable("the store went away", extra=lambda: None))
     assert described["line"] == "the store went away" and described["type"].endswith("_Unpicklable")
     assert "Traceback" in described["traceback"] or "_Unpicklable" in described["traceback"]
-    assert issubclass(StoreProcessError, RuntimeError)
+    assert failure_of(StoreProcessError("the store-reading process ended (killed by SIGKILL)")).exit_code == 1
