@@ -268,10 +268,10 @@ def main(argv: Sequence[str], early: list[int] | None = None) -> int:
     from kl_sync.store.readers import store_engine
 
     interruption = Interruption()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, interruption)
     step = None
     try:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # inside the try: one may raise at once
+            signal.signal(signum, interruption)
         if early:
             raise Interrupted(early[0])
         job = pickle.loads(sys.stdin.buffer.read())
