@@ -115,7 +115,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from kl_sync.pipeline import parse_steps
+    from kl_sync.pipeline import STEPS, parse_steps
 
     settings = get_settings()  # fail on bad settings before anything starts
     try:
@@ -152,7 +152,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         {"step": name, "read": c.get("rows_read"), "queued": c.get("queued") if name not in ("send", "verify") else "",
          "dead letters": c.get("dead_letters"), "sent": c.get("sent_events", "") if name == "send" else "",
          "verified": c.get("verified", "") if name == "verify" else ""}
-        for name, c in counts.items() if name != "http"
+        for name, c in counts.items() if name in STEPS  # not "http" nor "store_process": not steps
     ])
     return 0
 

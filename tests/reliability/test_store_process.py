@@ -126,6 +126,8 @@ def test_sigterm_stops_the_store_process_with_the_run(whom: str, after: float, t
             assert leased_count(conn) == 0
         again = run_kl_sync("sync", "--no-prefect", env=env, cwd=tmp_path)
         assert again.returncode == 0, again.stderr
+        # Its summary table has a row per step, none for the store process (it ran in one).
+        assert "│ parse" in again.stdout and "store_process" not in again.stdout, again.stdout
         with state.connect() as conn:
             assert pending_count(conn) == 0
 
