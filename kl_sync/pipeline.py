@@ -467,7 +467,8 @@ def send_while_reading(run: SyncRun, client: Any, steps: Sequence[str], *, owner
     feed = OutboxFeed()
     in_process = _reads_in_process(run)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kl-sync-send") as pool:
-        sending = pool.submit(run_send, run, client, owner=owner, feed=feed, warm_up=in_process)
+        sending = pool.submit(run_send, run, client, owner=owner, feed=feed,
+                              warm_up=in_process and _reads_from_the_start(run))
         try:
             if in_process:
                 _read_in_process(run, steps, feed, sending)
@@ -493,6 +494,19 @@ def _reads_in_process(run: SyncRun) -> bool:
     if not s.store_process or os.name != "posix" or in_memory(s.store_url) or in_memory(s.state_url):
         return False
     return _store_skipped(run) is None
+
+
+def _reads_from_the_start(run: SyncRun) -> bool:
+    """Whether this run reads the store from its first rows (``--from-start``, or a state that has
+    read no log row nor order yet): then it has rows to validate for certain, and the sender loads
+    GX's suites while the store process reads them. An incremental run loads them on its first
+    validation, and one that finds nothing new never does (benchmark 5: ~1.5 s of CPU saved)."""
+    from kl_sync.state.cursors import get_cursor
+
+    if run.from_start:
+        return True
+    with run.state.connect() as conn:
+        return all(get_cursor(conn, step.source.stream) is None for step in (PARSE, ORDERS))  # type: ignore[attr-defined]
 
 
 def _read_in_thread(run: SyncRun, steps: Sequence[str], feed: OutboxFeed, sending: Future[StepResult]) -> None:

@@ -171,3 +171,21 @@ def test_an_error_that_does_not_survive_pickling_still_reaches_the_run_with_its_
     assert described["line"] == "the store went away" and described["type"].endswith("_Unpicklable")
     assert "Traceback" in described["traceback"] or "_Unpicklable" in described["traceback"]
     assert failure_of(StoreProcessError("the store-reading process ended (killed by SIGKILL)")).exit_code == 1
+
+
+def test_only_a_run_reading_the_store_from_its_start_loads_gx_before_its_first_claim(tmp_path: Path) -> None:
+    from kl_sync.pipeline import _reads_from_the_start, finish_sync, start_sync
+
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=5, seed=2, years=0.2)
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store_url, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY)
+        fresh = start_sync(settings)
+        assert _reads_from_the_start(fresh)
+        finish_sync(fresh)
+        run_sync(settings)
+        later = start_sync(settings)  # nothing new, or a little: GX loads on the first validation, if any
+        assert not _reads_from_the_start(later)
+        finish_sync(later)
+        again = start_sync(settings, from_start=True)
+        assert _reads_from_the_start(again)
+        finish_sync(again)
