@@ -28,7 +28,7 @@ FLOWS = {"parse": parse_log, "orders": process_orders, "customers": sync_custome
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in FLOWS:
         sys.exit(f"usage: python flows/steps.py {{{','.join(FLOWS)}}}")
-    from kl_sync.app.prefect_server import temporary_prefect_server
+    from flows.prefect_server import temporary_prefect_server
 
     with temporary_prefect_server():  # one that dies with this process, as kl-sync sync --prefect's
         FLOWS[sys.argv[1]]()

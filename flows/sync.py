@@ -107,7 +107,7 @@ def verify_delivery(since: dt.datetime | None = None, dry_run: bool = False) -> 
 
 
 if __name__ == "__main__":
-    from kl_sync.app.prefect_server import temporary_prefect_server
+    from flows.prefect_server import temporary_prefect_server
     from kl_sync.failures import Failure
 
     try:

@@ -106,6 +106,12 @@ def test_nothing_below_the_app_layer_reaches_flows_prefect_or_the_emulator():
         assert not _reaches(imports, "flows", "prefect", "kl_sync.app", "kl_sync.emulator"), name
 
 
+def test_only_flows_import_prefect():
+    # The app layer starts a flow by importing flows/ (lazily); Prefect itself stays there.
+    for name, imports in _modules(PACKAGE):
+        assert not _reaches(imports, "prefect"), name
+
+
 def test_state_tables_are_queried_only_in_state():
     for name, imports in _modules(PACKAGE):
         if not name.startswith("kl_sync/state/"):

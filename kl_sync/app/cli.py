@@ -186,7 +186,7 @@ def _sync_through_prefect(args: argparse.Namespace, steps: list[str], *, debug: 
         # traceback above the one line a failure prints.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from flows.sync import sync  # Prefect is imported here only, to run the flow
-    from kl_sync.app.prefect_server import temporary_prefect_server
+    from flows.prefect_server import temporary_prefect_server
 
     with temporary_prefect_server():
         return sync(steps=steps, from_start=args.from_start, dry_run=args.dry_run,

@@ -179,7 +179,7 @@ def run_demo(*, customers: int = 300, seed: int = 1, fresh: bool = False, root: 
         }
         with _environment(env):
             from flows.sync import sync  # Prefect is imported here only
-            from kl_sync.app.prefect_server import temporary_prefect_server
+            from flows.prefect_server import temporary_prefect_server
 
             console.print("sync     running the kl-sync flow through Prefect (a temporary local server starts first)…")
             with temporary_prefect_server():
