@@ -203,11 +203,9 @@ class StoreProcess:
 
 
 def _exit_reason(code: int) -> str:
-    if code < 0:
-        with suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return f"exit code {code}"
+    from kl_sync.pipeline import signal_name
+
+    return f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"
 
 
 # --------------------------------------------------------------------------- the reader's side
