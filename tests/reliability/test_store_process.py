@@ -19,11 +19,12 @@ from kl_sync.app.run import run_sync
 from kl_sync.emulator import running_emulator
 from kl_sync.state.migrate import open_state
 from kl_sync.state.outbox import leased_count, pending_count
-from kl_sync.state.tables import runs
+from kl_sync.state.tables import outbox, runs
 from kl_sync.store_process import StoreProcessError, _portable, in_memory
 from tests.reliability.helpers import child_env, event_facts, kl_sync_command, make_store, run_kl_sync, settings_for
 
 KEY = "pk_store_process"
+EVENT_KINDS = ("log_event", "order_event", "ordered_product")
 
 
 def _store_processes(pid: int | None = None) -> list[int]:
@@ -189,3 +190,33 @@ def test_only_a_run_reading_the_store_from_its_start_loads_gx_before_its_first_c
         again = start_sync(settings, from_start=True)
         assert _reads_from_the_start(again)
         finish_sync(again)
+
+
+def test_a_store_process_killed_on_its_own_fails_the_run_in_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=150, seed=9, years=1.0)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        env = child_env(KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url,
+                        KLAVIYO_API_KEY=KEY, KL_SYNC_CHUNK_SIZE="10")
+        process = subprocess.Popen(kl_sync_command("sync", "--no-prefect"), env=env, cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        reader = _store_process_of(process.pid)
+        assert reader is not None, process.communicate()[1]
+        time.sleep(0.5)
+        os.kill(reader, signal.SIGKILL)  # the OOM killer, say: a chunk it was writing rolls back
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == 1, stderr
+        assert stderr.strip().splitlines() == [
+            "kl-sync: the store-reading process ended (killed by SIGKILL) before its steps were done"], stderr
+        state = open_state(state_url)
+        with state.connect() as conn:
+            assert list(conn.execute(select(runs.c.status)).scalars()) == ["failed"]
+            assert leased_count(conn) == 0
+        again = run_kl_sync("sync", "--no-prefect", "--json", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        with state.connect() as conn:
+            assert pending_count(conn) == 0
+        ids = [e["unique_id"] for e in emu.events()]
+        with state.connect() as conn:
+            queued = set(conn.execute(select(outbox.c.key).where(outbox.c.kind.in_(EVENT_KINDS))).scalars())
+        assert len(ids) == len(set(ids)) and set(ids) == queued and len(queued) > 1000  # every event, once
