@@ -103,18 +103,25 @@ def test_a_step_failing_in_the_store_process_fails_the_run_with_its_error(tmp_pa
     assert _store_processes() == []
 
 
+def _reading_run(tmp_path: Path, emu, seed: int) -> tuple[subprocess.Popen, int, dict[str, str], str]:
+    """A ``kl-sync sync`` of a store read 10 rows a chunk, once its store process has started: the
+    run, that process's pid, the run's environment and its state URL."""
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=150, seed=seed, years=1.0)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = child_env(KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url,
+                    KLAVIYO_API_KEY=KEY, KL_SYNC_CHUNK_SIZE="10")
+    process = subprocess.Popen(kl_sync_command("sync", "--no-prefect"), env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reader = _store_process_of(process.pid)
+    assert reader is not None, process.communicate()[1]
+    return process, reader, env, state_url
+
+
 @pytest.mark.parametrize(("whom", "after"), [("run", 0.5), ("store process", 0.5), ("store process", 0.0)],
                          ids=["the run", "the store process", "the store process as it starts"])
 def test_sigterm_stops_the_store_process_with_the_run(whom: str, after: float, tmp_path: Path) -> None:
-    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=150, seed=7, years=1.0)
-    state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
-        env = child_env(KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url,
-                        KLAVIYO_API_KEY=KEY, KL_SYNC_CHUNK_SIZE="10")
-        process = subprocess.Popen(kl_sync_command("sync", "--no-prefect"), env=env, cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        reader = _store_process_of(process.pid)
-        assert reader is not None, process.communicate()[1]
+        process, reader, env, state_url = _reading_run(tmp_path, emu, seed=7)
         time.sleep(after)  # inside its steps, or still importing kl_sync
         os.kill(process.pid if whom == "run" else reader, signal.SIGTERM)
         _, stderr = process.communicate(timeout=90)
@@ -193,15 +200,8 @@ def test_only_a_run_reading_the_store_from_its_start_loads_gx_before_its_first_c
 
 
 def test_a_store_process_killed_on_its_own_fails_the_run_in_one_line_and_loses_nothing(tmp_path: Path) -> None:
-    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=150, seed=9, years=1.0)
-    state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
-        env = child_env(KL_SYNC_STORE_URL=store_url, KL_SYNC_STATE_URL=state_url, KLAVIYO_BASE_URL=emu.base_url,
-                        KLAVIYO_API_KEY=KEY, KL_SYNC_CHUNK_SIZE="10")
-        process = subprocess.Popen(kl_sync_command("sync", "--no-prefect"), env=env, cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        reader = _store_process_of(process.pid)
-        assert reader is not None, process.communicate()[1]
+        process, reader, env, state_url = _reading_run(tmp_path, emu, seed=9)
         time.sleep(0.5)
         os.kill(reader, signal.SIGKILL)  # the OOM killer, say: a chunk it was writing rolls back
         _, stderr = process.communicate(timeout=90)
