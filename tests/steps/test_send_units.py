@@ -171,3 +171,32 @@ def test_two_senders_at_once_never_send_a_line_without_its_order(backend, state_
             assert not keys & in_klaviyo and {rows[key].status for key in keys} == {"dead"}, order
         else:
             assert keys <= in_klaviyo, order
+
+
+def _posted_unique_ids(emulator) -> list[list[str]]:
+    """The unique_ids of each bulk request Klaviyo got, in the order they came."""
+    posted = []
+    for entry in emulator.journal():
+        if entry["method"] == "POST" and entry["path"] == BULK and entry["status"] == 202:
+            jobs = entry["body"]["data"]["attributes"]["events-bulk-create"]["data"]
+            posted.append([event["attributes"]["unique_id"] for job in jobs
+                           for event in job["attributes"]["events"]["data"]])
+    return posted
+
+
+def test_a_batchs_lines_go_after_the_next_batchs_orders(state_url, emulator):
+    """Lines posted right after their Placed Order would wait for its answer and hold up every request
+    behind them; so a batch's lines go after the next batch's first requests (its Placed Orders), and
+    still never before their own Placed Order was accepted."""
+    state = open_state(state_url)
+    items = []
+    for order in (1, 2):
+        items += [_event(f"order:{order}:placed", "order_event", PLACED_ORDER),
+                  *(_event(f"order:{order}:item:{order}{n}", "ordered_product", ORDERED_PRODUCT) for n in (1, 2))]
+    with state.begin() as conn:
+        st.enqueue(conn, items)
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=3, run_id="r")
+    assert result.details["sent_events"] == 6 and result.details["batches"] == 2
+    assert _posted_unique_ids(emulator) == [["order:1:placed"], ["order:2:placed"], ["order:1:item:11", "order:1:item:12"],
+                                            ["order:2:item:21", "order:2:item:22"]]
+    assert {row.status for row in _rows(state).values()} == {"sent"}
