@@ -49,14 +49,18 @@ _STEP_LOG = {
 }
 
 
-@task(name="step", cache_policy=NO_CACHE)
-def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
-    """One of parse, orders, customers, suppress (named after it in the run's task list)."""
-    counts = pipeline.run_step(run, step).as_dict()
+def _log_step(step: str, counts: dict[str, Any]) -> None:
     if "skipped" in counts:  # another run holds the store lock
         get_run_logger().info("%s: %s", step, counts["skipped"])
     else:
         get_run_logger().info(_STEP_LOG[step], counts)
+
+
+@task(name="step", cache_policy=NO_CACHE)
+def step_task(run: pipeline.SyncRun, step: str) -> dict[str, Any]:
+    """One of parse, orders, customers, suppress (named after it in the run's task list)."""
+    counts = pipeline.run_step(run, step).as_dict()
+    _log_step(step, counts)
     return counts
 
 
@@ -71,9 +75,30 @@ def check_key_task(run: pipeline.SyncRun, api_key: str | None) -> None:
 
 @task(name="send outbox", cache_policy=NO_CACHE)
 def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -> dict[str, Any]:
-    logger = get_run_logger()
     with klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
         result = pipeline.run_send(run, client)
+    _log_send(run, result)
+    return result.as_dict()
+
+
+@task(name="read and send", cache_policy=NO_CACHE)
+def read_and_send_task(run: pipeline.SyncRun, steps: list[str], api_key: str | None,
+                       limiter: Any = None) -> dict[str, Any]:
+    """The store-reading ``steps`` and the send at once, as ``kl-sync sync`` runs them
+    (:func:`~kl_sync.pipeline.send_while_reading`): the first bulk request leaves once the first
+    chunk is queued, and the steps read in a process of their own. One task, because the sender
+    waits on the steps' commits; each step's counts are logged as its own task's would be."""
+    with klaviyo_client(run.settings, api_key=api_key, limiter=limiter) as client:
+        result = pipeline.send_while_reading(run, client, steps)
+    for step in steps:
+        if step in run.results:
+            _log_step(step, run.results[step].as_dict())
+    _log_send(run, result)
+    return {step: run.results[step].as_dict() for step in (*steps, "send") if step in run.results}
+
+
+def _log_send(run: pipeline.SyncRun, result: Any) -> None:
+    logger = get_run_logger()
     if run.dry_run:
         for preview in result.details["preview"]:
             logger.info("would send %s (%s): %s", preview["key"], preview["kind"], preview["body"])
@@ -82,7 +107,6 @@ def send_task(run: pipeline.SyncRun, api_key: str | None, limiter: Any = None) -
                     "%d dead letters", result.details["sent_events"], result.details["sent_profiles"],
                     result.details["sent_suppressions"], result.details["sent_unsuppressions"],
                     result.details["retries"], result.dead_letters)
-    return result.as_dict()
 
 
 @task(name="verify delivery", cache_policy=NO_CACHE)

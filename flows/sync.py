@@ -1,4 +1,5 @@
-"""The whole sync: parse → orders → customers → suppress → send → verify → consent, as one Prefect flow.
+"""The whole sync: parse → orders → customers → suppress → send → verify → consent, as one Prefect flow
+(the store-reading steps and the send as one task, the sender beside the steps).
 
 ``python flows/sync.py`` runs it once on the current settings; ``prefect.yaml`` schedules it.
 """
@@ -27,6 +28,7 @@ from flows.common import (
     consent_task,
     klaviyo_api_key,
     publish_task,
+    read_and_send_task,
     send_task,
     start_run,
     step_task,
@@ -65,7 +67,15 @@ def sync(
             api_key = klaviyo_api_key(settings) if talks_to_klaviyo else None
             if api_key:  # without one, kl-sync starts its own emulator, whose key is right
                 check_key_task(run, api_key)
+            # The store-reading steps and the send run as one task, the sender beside the steps (as
+            # `kl-sync sync` runs them), first as in pipeline order; the other steps each as its own task.
+            reading = [step for step in chosen if step in pipeline.STORE_STEPS]
+            together = pipeline.sends_while_reading(chosen, dry_run=dry_run)
+            if together:
+                read_and_send_task(run, reading, api_key, limiter)
             for step in chosen:
+                if together and (step in reading or step == "send"):
+                    continue  # ran above
                 if step == "send":
                     send_task(run, api_key, limiter)
                 elif step == "verify":

@@ -443,6 +443,12 @@ def run_consent(run: SyncRun, client: Any, *, owner: str | None = None) -> StepR
     return result
 
 
+def sends_while_reading(steps: Sequence[str], *, dry_run: bool) -> bool:
+    """Whether a run of ``steps`` sends while its store-reading steps read (:func:`send_while_reading`):
+    when it has both, and sends for real. ``kl-sync sync`` and the Prefect flow decide by this."""
+    return any(step in STORE_STEPS for step in steps) and "send" in steps and not dry_run
+
+
 class _SenderFailed(Exception):
     """The sender running beside the store steps stopped with an error: the steps stop too."""
 
@@ -607,8 +613,7 @@ def run_pipeline(
             interruption.defer = on
     store_steps = [s for s in run.steps if s not in CLIENT_STEPS]
     client_steps = [s for s in run.steps if s in CLIENT_STEPS]
-    # The sender runs beside the store-reading steps.
-    overlap = bool(store_steps) and "send" in client_steps and not dry_run
+    overlap = sends_while_reading(run.steps, dry_run=dry_run)
     try:
         hold(False)
         check()

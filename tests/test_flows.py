@@ -9,6 +9,7 @@ import pytest
 
 from kl_sync.app.cli import main
 from kl_sync.db import make_engine
+from kl_sync.settings import get_settings
 from kl_sync.store.generate import generate_store
 
 END = dt.datetime(2026, 11, 1, 12, 0)
@@ -30,12 +31,15 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     monkeypatch.setenv("KLAVIYO_API_KEY", emulator.api_key)
     monkeypatch.setenv("KL_SYNC_VERIFY_AFTER", "PT0S")  # the emulator processes events at once
 
-    # A dry run through the CLI queues but sends nothing, and prints what it would send.
+    # A dry run through the CLI (on a state of its own) queues but sends nothing, and prints what it would send.
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'dry-state.db'}")
     assert main(["sync", "--dry-run", "--json"]) == 0
     out = capsys.readouterr().out
     dry = json.loads(out[out.index("{"):])
     assert dry["send"]["dry_run"] is True and dry["send"]["preview"]
     assert emulator.events() == []
+    monkeypatch.setenv("KL_SYNC_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    get_settings.cache_clear()  # the CLI reads its settings once per process
 
     import gc
 
@@ -50,7 +54,9 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
     assert SYNC_GC_THRESHOLD in during and gc.get_threshold() == before
     queued = counts["parse"]["queued"] + counts["orders"]["queued"]
     sent_events = emulator.events()
-    assert queued == 0  # the dry run queued everything already
+    # The steps read in a process of their own while the send ran beside them, as in `kl-sync sync`.
+    assert counts["store_process"]["peak_rss_mb"] > 0
+    assert queued == dry["parse"]["queued"] + dry["orders"]["queued"] > 0
     assert counts["send"]["sent_events"] == len(sent_events) > 0
     assert len({e["unique_id"] for e in sent_events}) == len(sent_events)
     assert Counter(e["metric"] for e in sent_events)["Placed Order"] > 0
@@ -66,6 +72,12 @@ def test_sync_flow_end_to_end(prefect_server, tmp_path, monkeypatch, emulator, c
         async with get_client() as client:
             return await client.read_artifacts()
 
+    async def task_runs():
+        async with get_client() as client:
+            return await client.read_task_runs()
+
+    names = {task_run.name.rsplit("-", 1)[0] for task_run in asyncio.run(task_runs())}
+    assert {"read and send", "verify delivery", "read consent back"} <= names
     keys = {a.key for a in asyncio.run(artifacts())}
     assert {"kl-sync-summary", "kl-sync-dead-letters", "kl-sync-delivery", "kl-sync-consent"} <= keys
 
