@@ -6,7 +6,8 @@ real windows (scale 1), optionally ``--latency`` seconds of round trip. Timed: a
 running ``kl-sync sync --no-prefect --from-start`` over a fresh state database, from its start to
 its exit — interpreter start, imports, GX's context, every step. The child
 (``python -m benchmarks.e2e child``) is the ``kl-sync`` command's own ``main`` (what the console
-script calls) and then reports its peak RSS (``VmHWM``), so the same runs give benchmark 4: that peak
+script calls), then reports its peak RSS (``VmHWM``) and ends as the command does
+(:func:`kl_sync.app.cli.exit_now`), so the same runs give benchmark 4: that peak
 plus the store-reading process's own (``counts["store_process"]``), both alive through most of a run.
 
 **The floor** is the least time Klaviyo's windows allow for the requests the run made, endpoint by
@@ -268,6 +269,9 @@ def run(scale: float = 1.0, *, latencies: tuple[float, ...] = (0.0, 0.25), repea
 if __name__ == "__main__":
     if sys.argv[1:2] == ["child"]:
         print(json.dumps(child(sys.argv[2:]), default=str))
+        from kl_sync.app.cli import exit_now
+
+        exit_now(0)  # as the kl-sync command ends (its teardown skipped)
     else:
         result = run(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
         for figure in result.figures:

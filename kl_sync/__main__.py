@@ -1,5 +1,3 @@
-import sys
+from kl_sync.app.cli import run
 
-from kl_sync.app.cli import main
-
-sys.exit(main())
+run()

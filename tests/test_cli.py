@@ -1,5 +1,7 @@
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from kl_sync.app.cli import build_parser, main
@@ -248,3 +250,36 @@ def test_the_default_sync_runs_without_prefect(tmp_path):
     assert json.loads(done.stdout)["orders"]["queued"] > 0
     refused = run_kl_sync("sync", "--prefect", "--steps", "parse,orders", env=env, cwd=tmp_path)
     assert refused.returncode != 0
+
+
+def _command_ending(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` (Python, ending in the kl-sync command's own exit) in a fresh interpreter."""
+    from tests.reliability.helpers import child_env
+
+    return subprocess.run([sys.executable, "-c", code], env=child_env(KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_skips_the_teardown_but_not_the_exit_handlers_nor_its_output(tmp_path):
+    """``kl-sync`` ends with :func:`exit_now`: the interpreter's teardown is skipped (benchmark 8),
+    but the exit handlers still run (Prefect's log flush, logging's), everything printed is out, and
+    the exit code is the command's."""
+    done = _command_ending("import atexit, sys\n"
+                           "atexit.register(lambda: print('exit handlers ran'))\n"
+                           "from kl_sync.app.cli import run\n"
+                           "sys.argv = ['kl-sync', 'status', '--json']\n"
+                           "run()\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    output, last = done.stdout.rsplit("\n", 2)[0], done.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last == "exit handlers ran"
+    assert "runs" in json.loads(output[:output.rindex("}") + 1])
+    failed = _command_ending("from kl_sync.app.cli import exit_now\nprint('before', end='')\nexit_now(4)\n", tmp_path)
+    assert (failed.returncode, failed.stdout) == (4, "before")
+
+
+def test_the_command_waits_for_a_thread_the_interpreter_would_wait_for(tmp_path):
+    done = _command_ending("import threading, time\n"
+                           "from kl_sync.app.cli import exit_now\n"
+                           "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+                           "exit_now(3)\n", tmp_path)
+    assert (done.returncode, done.stdout) == (3, "thread finished\n")

@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from kl_sync.failures import EXIT_INTERRUPTED, Failure, failure_of
 from kl_sync.settings import get_settings, prefect_defaults, reaching
@@ -513,5 +513,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code``: the exit handlers run (Prefect's, logging's) and the output is
+    flushed, then the interpreter's teardown is skipped. After an initial sync that teardown frees
+    every object one by one, ~0.7 s that nobody waits for (benchmark 8). While a thread the
+    interpreter would wait for (not a daemon) is still running, it exits the usual way instead."""
+    import atexit
+    import threading
+
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+           if thread is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (kl-sync ... | head) or a closed stream
+            pass
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The ``kl-sync`` command: :func:`main` on the command line, then :func:`exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
