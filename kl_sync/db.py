@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import threading
+import weakref
 
 from sqlalchemy import BigInteger, Engine, Integer, Pool, Table, create_engine, event
 from sqlalchemy.engine import Dialect
@@ -78,6 +79,22 @@ def _switch_to_wal(cursor: Any, *, patience: float) -> None:
             time.sleep(0.05)
 
 
+#: Every engine :func:`make_engine` made in this process (:func:`dispose_engines`).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of the engines this process made, as the interpreter's teardown
+    does: SQLite then checkpoints a WAL database and removes its ``-wal`` and ``-shm`` files, so the
+    database file alone holds every commit (for a process ending without its teardown,
+    :func:`kl_sync.app.cli.exit_now`)."""
+    for engine in list(_ENGINES):
+        try:
+            engine.dispose()
+        except Exception:  # noqa: BLE001 - a database gone by now: nothing left to close
+            pass
+
+
 def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool = False, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite files get their folder created (not for a ``file:`` URI), a busy
     timeout and (for our own state database) WAL. The store is opened without switching its journal
@@ -101,9 +118,12 @@ def make_engine(url: str | URL, *, sqlite_wal: bool = True, text_per_value: bool
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        _ENGINES.add(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    _ENGINES.add(engine)
+    return engine
 
 
 #: The pool entries the main thread has checked out (ids of their connection records).

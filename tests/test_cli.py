@@ -273,6 +273,8 @@ def test_the_command_skips_the_teardown_but_not_the_exit_handlers_nor_its_output
     output, last = done.stdout.rsplit("\n", 2)[0], done.stdout.rstrip("\n").rsplit("\n", 1)[-1]
     assert last == "exit handlers ran"
     assert "runs" in json.loads(output[:output.rindex("}") + 1])
+    # Its database connections were closed: SQLite checkpointed the WAL into the file, as on teardown.
+    assert (tmp_path / "state.db").exists() and not (tmp_path / "state.db-wal").exists()
     failed = _command_ending("from kl_sync.app.cli import exit_now\nprint('before', end='')\nexit_now(4)\n", tmp_path)
     assert (failed.returncode, failed.stdout) == (4, "before")
 
@@ -283,3 +285,23 @@ def test_the_command_waits_for_a_thread_the_interpreter_would_wait_for(tmp_path)
                            "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
                            "exit_now(3)\n", tmp_path)
     assert (done.returncode, done.stdout) == (3, "thread finished\n")
+
+
+def test_the_command_ends_the_usual_way_once_prefect_is_loaded(tmp_path):
+    """Prefect drains its queued events (task runs' last states) and logs on the interpreter's own
+    shutdown of threads, which skipping the teardown would skip too."""
+    done = _command_ending("import threading\n"
+                           "import prefect\n"
+                           "from kl_sync.app.cli import exit_now\n"
+                           "threading._register_atexit(lambda: print('threads shut down'))\n"
+                           "exit_now(2)\n", tmp_path)
+    assert (done.returncode, done.stdout) == (2, "threads shut down\n"), done.stderr
+
+
+def test_the_command_runs_with_its_output_closed(tmp_path):
+    from tests.reliability.helpers import child_env
+
+    done = subprocess.run(["sh", "-c", f"exec {sys.executable} -m kl_sync status --json >&-"], cwd=tmp_path,
+                          env=child_env(KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
