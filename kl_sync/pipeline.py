@@ -488,7 +488,15 @@ def send_while_reading(run: SyncRun, client: Any, steps: Sequence[str], *, owner
         finally:
             run.on_commit = None
             feed.close()
-        return sending.result()
+        try:
+            return sending.result()
+        except BaseException:
+            # An error raised here while the sender drains the outbox: in a run without an
+            # Interruption (the Prefect flow: Ctrl-C, a cancellation) it is the only stop. The sender
+            # stops at its next batch, handing back what it claimed, instead of draining the outbox
+            # before the error can leave this function.
+            feed.cancel()
+            raise
 
 
 def _reads_in_process(run: SyncRun) -> bool:

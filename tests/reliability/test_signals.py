@@ -175,3 +175,45 @@ def test_a_signal_during_an_outage_stops_the_run_at_once(tmp_path: Path, emulato
     tries = sum(line["path"] == "/api/profiles" for line in emulator.journal())
     assert 1 <= tries < REQUEST_RETRIES.attempts
     assert _statuses(open_state(state_url)) == ["interrupted"]
+
+
+def test_ctrl_c_while_the_flow_s_sender_drains_the_outbox_stops_it_at_its_next_batch(tmp_path: Path) -> None:
+    """The Prefect flow's run has no signal handler of kl-sync's: Ctrl-C (or a cancellation) is raised
+    in the thread that waits for the sender, once the store steps are done. It must stop the sender,
+    which otherwise drains the whole outbox first, and leave nothing leased."""
+    import os
+    import threading
+
+    from kl_sync import pipeline
+    from kl_sync.app.clients import klaviyo_client
+    from tests.reliability.helpers import make_store
+
+    store_url = make_store(f"sqlite:///{tmp_path / 'store.db'}", customers=20, seed=5, years=0.2)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    queued = [_event(10_000_000 + n) for n in range(ROWS)]  # ids far past the store's own log rows
+    with open_state(state_url).begin() as conn:
+        st.enqueue(conn, queued)
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,), latency=0.2) as emu:
+        settings = load_settings(store_url=store_url, state_url=state_url, klaviyo_base_url=emu.base_url,
+                                 klaviyo_api_key=KEY, send_batch_size=100, send_in_flight=1)
+        run = pipeline.start_sync(settings, from_start=True)  # as flows/common.py's start_run: no Interruption
+        assert run.interruption is None
+        # Ctrl-C a second after the first request was answered: the store steps (a small store) are done.
+        def interrupt() -> None:
+            deadline = time.time() + 60
+            while not emu.events() and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python's own handler raises KeyboardInterrupt
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        with klaviyo_client(settings) as client, pytest.raises(KeyboardInterrupt):
+            pipeline.send_while_reading(run, client, ["parse", "orders", "customers", "suppress"])
+        stopped_in = time.monotonic() - started
+        pipeline.finish_sync(run, error=RuntimeError("interrupted"), status="interrupted")
+        sent = {e["unique_id"] for e in emu.events()}
+    with open_state(state_url).connect() as conn:
+        assert leased_count(conn) == 0
+        assert 0 < len(sent & {item.key for item in queued}) < ROWS
+    assert stopped_in < 15, stopped_in  # all 3,000 rows, 100 a request, take 30 requests and more
