@@ -200,3 +200,48 @@ def test_a_batchs_lines_go_after_the_next_batchs_orders(state_url, emulator):
     assert _posted_unique_ids(emulator) == [["order:1:placed"], ["order:2:placed"], ["order:1:item:11", "order:1:item:12"],
                                             ["order:2:item:21", "order:2:item:22"]]
     assert {row.status for row in _rows(state).values()} == {"sent"}
+
+
+def _queue_two_orders(state) -> list[str]:
+    """Orders 1 and 2, a Placed Order and two lines each, in queue order; their keys."""
+    items = []
+    for order in (1, 2):
+        items += [_event(f"order:{order}:placed", "order_event", PLACED_ORDER),
+                  *(_event(f"order:{order}:item:{order}{n}", "ordered_product", ORDERED_PRODUCT) for n in (1, 2))]
+    with state.begin() as conn:
+        st.enqueue(conn, items)
+    return [item.key for item in items]
+
+
+def test_the_lines_held_back_go_out_when_the_send_stops_at_max_batches(state_url, emulator):
+    state = open_state(state_url)
+    keys = _queue_two_orders(state)
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=3, max_batches=1)
+    assert result.details["sent_events"] == 3
+    assert _posted_unique_ids(emulator) == [["order:1:placed"], ["order:1:item:11", "order:1:item:12"]]
+    rows = _rows(state)
+    assert [rows[key].status for key in keys] == ["sent"] * 3 + ["pending"] * 3
+    assert {rows[key].lease_owner for key in keys} == {None}
+
+
+def test_an_auth_error_hands_back_the_lines_held_back(state_url, emulator):
+    """Order 1's Placed Order is accepted, its lines wait for order 2's first request, which gets a 401:
+    every row not sent goes back untouched, and the next send delivers them, lines after their order."""
+    from kl_sync.klaviyo.errors import AuthError
+
+    state = open_state(state_url)
+    keys = _queue_two_orders(state)
+    client = KlaviyoClient(emulator.api_key, emulator.base_url)
+    # Faults are drawn in the order queued: order 1's Placed Order answered as usual, the next request refused.
+    emulator.fail_next(BULK, "slow", slow_seconds=0.0)
+    emulator.fail_next(BULK, 401)
+    with pytest.raises(AuthError):
+        send_outbox(state, client, batch_size=3)
+    rows = _rows(state)
+    assert [rows[key].status for key in keys] == ["sent"] + ["pending"] * 5
+    assert {rows[key].lease_owner for key in keys} == {None} and {rows[key].attempts for key in keys} == {0}
+    assert send_outbox(state, client, batch_size=3).details["sent_events"] == 5
+    posted = [key for request in _posted_unique_ids(emulator) for key in request]
+    assert sorted(posted) == sorted(keys)
+    for order in (1, 2):
+        assert all(posted.index(f"order:{order}:placed") < posted.index(f"order:{order}:item:{order}{n}") for n in (1, 2))
