@@ -23,6 +23,9 @@ EXIT_KLAVIYO_UNREACHABLE = 4
 #: Stopped by a signal (128 + its number, as shells report it): what was not sent was handed back.
 EXIT_INTERRUPTED = 130  # SIGINT
 EXIT_TERMINATED = 143  # SIGTERM
+#: Whoever read the output went away (``kl-sync status | head``): 128 + SIGPIPE, as shells report a
+#: command stopped by it; no line, no traceback.
+EXIT_BROKEN_PIPE = 141
 
 
 class Failure(Exception):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kl_sync.app.cli import build_parser, main
 from kl_sync import state as st
 from kl_sync.state.migrate import open_state
@@ -305,3 +307,17 @@ def test_the_command_runs_with_its_output_closed(tmp_path):
                           env=child_env(KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", [("status",), ("dead-letters", "list", "--json")], ids=["table", "json"])
+def test_output_read_by_a_reader_that_went_away_is_exit_141_and_no_traceback(tmp_path, command):
+    """``kl-sync status | head``: the reader closes the pipe before everything is written. Nothing is
+    wrong with the command, so nothing is said, and the code is the one shells give SIGPIPE (not 1, a
+    bug's or failing rows')."""
+    from tests.reliability.helpers import child_env, kl_sync_command
+
+    process = subprocess.Popen(kl_sync_command(*command), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=child_env(KL_SYNC_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}"))
+    process.stdout.close()  # gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and stderr == "", stderr

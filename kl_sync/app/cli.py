@@ -4,6 +4,7 @@ errors into one clear line and an exit code. Prefect is imported only to run a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kl_sync.failures import EXIT_INTERRUPTED, Failure, failure_of
+from kl_sync.failures import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, Failure, failure_of
 from kl_sync.settings import get_settings, prefect_defaults, reaching
 
 Handler = Callable[[argparse.Namespace], int]
@@ -27,19 +28,31 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-def _table(title: str, rows: Sequence[dict[str, Any]]) -> None:
+def _console() -> Any:
+    """Rich's console on standard output, whose closed pipe is a :class:`BrokenPipeError` like
+    ``print``'s (:func:`main` exits 141 for both), not rich's own silent exit 1."""
     from rich.console import Console
+
+    class _Output(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Output()
+
+
+def _table(title: str, rows: Sequence[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=title)
     if not rows:
-        Console().print(f"[bold]{title}[/bold]: none")
+        _console().print(f"[bold]{title}[/bold]: none")
         return
     for column in rows[0]:
         table.add_column(str(column))
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
-    Console().print(table)
+    _console().print(table)
 
 
 def state_engine() -> Any:
@@ -498,6 +511,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # The reader of the output went away (`kl-sync status | head`): nothing is wrong with the
+        # command. Standard output goes to /dev/null, so no later flush fails on it either.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         failure = failure_of(exc)
         if failure is None:
