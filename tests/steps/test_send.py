@@ -138,9 +138,9 @@ def test_an_auth_error_also_hands_back_the_batch_prepared_ahead(state_url, emula
 def test_the_first_batches_ramp_up_to_the_batch_size(state_url, emulator):
     state = open_state(state_url)
     with state.begin() as conn:
-        st.enqueue(conn, [_event(i) for i in range(7500)])
+        st.enqueue(conn, [_event(i) for i in range(11_000)])
     result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=20_000)
-    # 1,000 and 4,000 rows, then the rest (2,500) in a batch of up to 20,000.
-    assert result.details["batches"] == 3 and result.details["sent_events"] == 7500
-    assert sorted(e["unique_id"] for e in emulator.events()) == sorted(f"log:{i}" for i in range(7500))
-    assert _statuses(state) == {"sent": 7500}
+    # 1,000 rows, then 10,000 (a burst window's worth): two batches (a ramp of 1,000 and 4,000 took three).
+    assert result.details["batches"] == 2 and result.details["sent_events"] == 11_000
+    assert sorted(e["unique_id"] for e in emulator.events()) == sorted(f"log:{i}" for i in range(11_000))
+    assert _statuses(state) == {"sent": 11_000}
