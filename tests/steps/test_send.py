@@ -135,12 +135,17 @@ def test_an_auth_error_also_hands_back_the_batch_prepared_ahead(state_url, emula
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_the_first_batches_ramp_up_to_the_batch_size(state_url, emulator):
+@pytest.mark.parametrize(("batch_size", "batches"), [
+    # 1,000 rows, then 10,000 (a burst window's worth): two batches (a ramp of 1,000 and 4,000 took three).
+    (20_000, 2),
+    # The ramp's 10,000 is over the batch size: 1,000, then batches of 5,000.
+    (5000, 3),
+])
+def test_the_first_batches_ramp_up_to_the_batch_size(state_url, emulator, batch_size, batches):
     state = open_state(state_url)
     with state.begin() as conn:
         st.enqueue(conn, [_event(i) for i in range(11_000)])
-    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=20_000)
-    # 1,000 rows, then 10,000 (a burst window's worth): two batches (a ramp of 1,000 and 4,000 took three).
-    assert result.details["batches"] == 2 and result.details["sent_events"] == 11_000
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=batch_size)
+    assert result.details["batches"] == batches and result.details["sent_events"] == 11_000
     assert sorted(e["unique_id"] for e in emulator.events()) == sorted(f"log:{i}" for i in range(11_000))
     assert _statuses(state) == {"sent": 11_000}
