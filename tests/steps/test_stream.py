@@ -48,3 +48,32 @@ def test_a_key_no_step_writes_is_an_error():
 def test_steps_declare_distinct_key_prefixes():
     prefixes = [step.key_prefix for step in STORE_STEPS.values()]
     assert len(prefixes) == len(set(prefixes)) and all(":" not in prefix for prefix in prefixes)
+
+
+def test_a_chunks_items_are_freed_before_the_next_chunk_is_read_and_built(tmp_path):
+    """A step holds one chunk's output at a time: what a chunk built (payloads and their encoded text) is
+    freed once committed, not kept through the next chunk's reading and building (twice the store
+    process's memory in benchmark 4). Counted from the live objects when each chunk is prepared."""
+    import dataclasses
+    import gc
+
+    from kl_sync.state.migrate import open_state
+    from kl_sync.state.outbox import OutboxItem
+    from kl_sync.store.readers import store_engine
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    plant(store_url, customers_rows=[customer(1)], log_rows=[log(i, "shipping.email", 1) for i in range(1, 31)])
+    settings = load_settings(store_url=store_url, state_url=f"sqlite:///{tmp_path / 'state.db'}", chunk_size=10)
+    parse = STORE_STEPS["parse"]
+    alive_at_each_chunk = []
+
+    def prepare(context, rows):
+        gc.collect()
+        alive_at_each_chunk.append(sum(1 for o in gc.get_objects() if isinstance(o, OutboxItem)))
+        return parse.prepare(context, rows)
+
+    counting = dataclasses.replace(parse, prepare=prepare)
+    result = counting.run(store_engine(store_url), open_state(settings.state_url), settings, from_start=True)
+
+    assert result.queued == 30
+    assert alive_at_each_chunk == [0, 0, 0]
