@@ -254,3 +254,36 @@ def test_a_run_waiting_too_long_for_another_runs_migration_says_so_in_one_line(t
     open_state(f"sqlite:///{path}").dispose()  # the other run done, the next start migrates
     assert current_revision(make_engine(f"sqlite:///{path}")) == head_revision()
 
+
+
+def test_a_claim_decodes_its_payloads_after_its_commit(tmp_path, monkeypatch):
+    """On SQLite the write lock is held to a transaction's commit: a claim that decoded its 20,000
+    payloads inside it held up the recording of the answers in flight, and so the next posts (benchmark
+    8). Each payload is decoded once the claim has committed: another writer could take the lock then."""
+    import sqlite3
+
+    from kl_sync.state import codec
+    from kl_sync.state import outbox as outbox_module
+
+    path = tmp_path / "state.db"
+    engine = open_state(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(3))
+    lock_free_while_decoding = []
+
+    def loads(text):
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # a writer's lock: refused while another transaction writes
+            other.execute("ROLLBACK")
+            lock_free_while_decoding.append(True)
+        except sqlite3.OperationalError:
+            lock_free_while_decoding.append(False)
+        finally:
+            other.close()
+        return codec.loads(text)
+
+    monkeypatch.setattr(outbox_module, "loads", loads)
+    claimed = st.claim(engine, limit=10, lease_seconds=60, owner="a")
+    assert [c.key for c in claimed] == ["log:0", "log:1", "log:2"] and all(c.payload for c in claimed)
+    assert lock_free_while_decoding == [True, True, True]
