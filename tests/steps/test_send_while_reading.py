@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from kl_sync import state as st
@@ -113,6 +114,31 @@ def test_the_initial_sync_sends_before_the_store_steps_finish(tmp_path, emulator
     assert set(statuses) == {"sent"} and statuses["sent"] == queued
     assert accepted_unique_ids(emulator.journal()) == Counter(keys)
     assert counts["send"]["sent_events"] == len(keys)
+
+
+@pytest.mark.parametrize(("store_process", "loaded"), [(True, True), (False, False)])
+def test_a_from_start_run_loads_the_suites_before_the_key_is_checked(store_process, loaded, tmp_path, emulator,
+                                                                     monkeypatch):
+    """The initial sync begins loading GX's suites (seconds in a fresh interpreter) before the key
+    check and the store process's start, on a thread of its own, so the first bulk request does not
+    wait for them: with a refused key the run stops at the check, and the suites were loaded all the
+    same. Steps read in this process (no store process) would share its interpreter lock with the
+    import: nothing is loaded ahead for them."""
+    from kl_sync.app.run import run_sync as run
+    from kl_sync.klaviyo.errors import AuthError
+    from kl_sync.quality import suites
+
+    store_url, state_url = f"sqlite:///{tmp_path / 'store.db'}", f"sqlite:///{tmp_path / 'state.db'}"
+    generate_store(make_engine(store_url), customers_count=5, seed=3, end=END)
+    settings = settings_for(store_url, state_url, emulator.base_url, "pk_refused", store_process=store_process)
+    monkeypatch.setattr(suites, "_engines", {})  # as in a fresh interpreter: no suites loaded yet
+    with pytest.raises(AuthError):
+        run(settings, steps=["parse", "orders", "customers", "suppress", "send"], from_start=True)
+    for thread in threading.enumerate():
+        if thread.name == "kl-sync-gx-warm-up":
+            thread.join(60)
+    assert (suites.SUITES_DIR.resolve() in suites._engines) is loaded
+    assert [line["path"] for line in emulator.journal()] == ["/api/profiles"]  # stopped at the key check
 
 
 def test_a_sync_collects_garbage_less_often_and_gives_the_collector_back_as_it_was(tmp_path, emulator):
