@@ -521,7 +521,9 @@ def _warm_up_early(run: SyncRun) -> None:
     request timeline: its claim began ~0.55 s after the first chunk was queued, GX's import not done;
     with 250 ms of round trip the key check alone put it ~0.3 s later). A daemon thread: a run that
     stops before it is done (a refused key) does not wait for it. Its error, if any, is the first
-    validation's to raise (it loads the suites again)."""
+    validation's to raise (it loads the suites again). The store lock is not taken for this (the key
+    is checked first): when another run holds it, the steps are skipped and the suites load for
+    nothing unless rows are pending, seconds of CPU on a thread nothing waits for."""
     if not (_may_read_in_process(run) and _reads_from_the_start(run)):
         return
 

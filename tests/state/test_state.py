@@ -287,3 +287,18 @@ def test_a_claim_decodes_its_payloads_after_its_commit(tmp_path, monkeypatch):
     claimed = st.claim(engine, limit=10, lease_seconds=60, owner="a")
     assert [c.key for c in claimed] == ["log:0", "log:1", "log:2"] and all(c.payload for c in claimed)
     assert lock_free_while_decoding == [True, True, True]
+
+
+def test_a_claim_that_cannot_decode_a_payload_leases_nothing(state_url):
+    """A payload edited by hand into text that is not JSON: the claim fails, naming the error, and its
+    rows are not left leased to it (decoded after the commit, they are handed back)."""
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(3))
+        conn.execute(outbox.update().where(outbox.c.key == "log:1").values(payload="{not json"))
+    with pytest.raises(ValueError):
+        st.claim(engine, limit=10, lease_seconds=60, owner="a")
+    from kl_sync.state.outbox import leased_count
+
+    with engine.connect() as conn:
+        assert leased_count(conn) == 0
