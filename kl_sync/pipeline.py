@@ -528,8 +528,10 @@ def _warm_up_early(run: SyncRun) -> None:
         return
 
     def warm_up() -> None:
+        from kl_sync.quality.suites import engine  # what the sender's own warm-up loads
+
         with suppress(Exception):
-            quality_validator({}).warm_up()  # type: ignore[attr-defined]
+            engine()
 
     threading.Thread(target=warm_up, name="kl-sync-gx-warm-up", daemon=True).start()
 
