@@ -56,6 +56,28 @@ def _decoded(rows: Sequence[Any], lease: str | None = None) -> list[ClaimedItem]
     return [ClaimedItem(id_, key, kind, loads(payload), attempts, lease) for id_, key, kind, payload, attempts in rows]
 
 
+@dataclass(frozen=True)
+class UndecodablePayload:
+    """A claimed row's payload as stored, when it is not JSON (text edited by hand in the state
+    database): the sender makes the row a dead letter saying why, and sends the rest of its batch."""
+
+    text: str
+    reason: str
+
+
+def _decoded_or_not(rows: Sequence[Any], lease: str) -> list[ClaimedItem]:
+    """:func:`_decoded`, but a payload that cannot be decoded is kept as an :class:`UndecodablePayload`:
+    one such row must not stop every claim (it would be claimed again, first, by each one)."""
+    items = []
+    for id_, key, kind, text, attempts in rows:
+        try:
+            payload: Any = loads(text)
+        except (ValueError, RecursionError) as exc:
+            payload = UndecodablePayload(text, f"{type(exc).__name__}: {str(exc)[:300]}")
+        items.append(ClaimedItem(id_, key, kind, payload, attempts, lease))
+    return items
+
+
 def _items(conn: Connection, condition: Any, *, limit: int | None, lease: str | None = None) -> list[ClaimedItem]:
     """The rows meeting ``condition``, in queue order, their payloads decoded."""
     return _decoded(_rows(conn, condition, limit=limit), lease)
@@ -159,10 +181,10 @@ def claim(
     # the store's steps) held up the recording of the answers in flight, and so the next posts
     # (benchmark 8's request timeline: an outcome recorded in 0.37 s, 0.06 s once decoded here).
     try:
-        return _decoded(rows, token)
+        return _decoded_or_not(rows, token)
     except BaseException:
-        # A payload that cannot be decoded (text edited by hand): the claim fails as it did when the
-        # decoding rolled its transaction back, and leases nothing.
+        # Stopped while decoding (a signal, memory): the claim leases nothing, as when the decoding
+        # rolled its transaction back.
         with suppress(Exception), engine.begin() as conn:
             release(conn, [row[0] for row in rows], lease=token)
         raise

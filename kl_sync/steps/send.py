@@ -33,6 +33,7 @@ from kl_sync.state.dead_letters import mark_dead
 from kl_sync.state.delivery import record_accepted
 from kl_sync.state.outbox import (
     ClaimedItem,
+    UndecodablePayload,
     claim,
     defer,
     lead_states,
@@ -258,6 +259,14 @@ def _prepare_batch(
     batch = _Prepared(claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
     if not batch.claimed:
         return batch
+    undecodable = [item for item in batch.claimed if isinstance(item.payload, UndecodablePayload)]
+    if undecodable:
+        with state.begin() as conn:
+            for item in undecodable:
+                reason = f"its stored payload is not JSON ({item.payload.reason}); it cannot be sent"
+                batch.unbuildable += mark_dead(conn, item._replace(payload=item.payload.text), step="send",
+                                               reason=reason, run_id=run_id)
+        batch.claimed = [item for item in batch.claimed if not isinstance(item.payload, UndecodablePayload)]
     failures = _quality_failures(batch, validate)
     passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:

@@ -9,6 +9,7 @@ from kl_sync.app.cli import main
 from kl_sync.db import make_engine
 from kl_sync import state as st
 from kl_sync.state.migrate import current_revision, downgrade, head_revision, open_state, upgrade
+from kl_sync.state.outbox import UndecodablePayload
 from kl_sync.state.tables import metadata, outbox
 
 
@@ -289,16 +290,42 @@ def test_a_claim_decodes_its_payloads_after_its_commit(tmp_path, monkeypatch):
     assert lock_free_while_decoding == [True, True, True]
 
 
-def test_a_claim_that_cannot_decode_a_payload_leases_nothing(state_url):
-    """A payload edited by hand into text that is not JSON: the claim fails, naming the error, and its
-    rows are not left leased to it (decoded after the commit, they are handed back)."""
+def test_a_claim_keeps_a_payload_it_cannot_decode_as_stored(state_url):
+    """A payload edited by hand into text that is not JSON: the claim still returns the row, its
+    payload the stored text and why it cannot be decoded (the sender makes it a dead letter), so one
+    such row cannot stop every claim."""
     engine = open_state(state_url)
     with engine.begin() as conn:
         st.enqueue(conn, _items(3))
         conn.execute(outbox.update().where(outbox.c.key == "log:1").values(payload="{not json"))
-    with pytest.raises(ValueError):
-        st.claim(engine, limit=10, lease_seconds=60, owner="a")
+    first, bad, last = st.claim(engine, limit=10, lease_seconds=60, owner="a")
+    assert isinstance(first.payload, dict) and isinstance(last.payload, dict)
+    assert isinstance(bad.payload, UndecodablePayload) and bad.payload.text == "{not json"
+    assert bad.payload.reason.startswith("JSONDecodeError: ")
+
+
+def test_a_claim_stopped_while_decoding_leases_nothing(state_url, monkeypatch):
+    """Stopped while decoding (a signal raises there): the claim leases nothing, as when the decoding
+    rolled its transaction back; the rows are claimable at once."""
+    from kl_sync.state import codec
+    from kl_sync.state import outbox as outbox_module
     from kl_sync.state.outbox import leased_count
 
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(3))
+    decoded = []
+
+    def loads(text):
+        if decoded:
+            raise KeyboardInterrupt
+        decoded.append(text)
+        return codec.loads(text)
+
+    monkeypatch.setattr(outbox_module, "loads", loads)
+    with pytest.raises(KeyboardInterrupt):
+        st.claim(engine, limit=10, lease_seconds=60, owner="a")
     with engine.connect() as conn:
         assert leased_count(conn) == 0
+    monkeypatch.undo()
+    assert len(st.claim(engine, limit=10, lease_seconds=60, owner="b")) == 3

@@ -1,6 +1,7 @@
 """The sender against the emulator over real HTTP, on every state backend."""
 
 import datetime as dt
+import json
 from collections import Counter
 
 import pytest
@@ -149,3 +150,26 @@ def test_the_first_batches_ramp_up_to_the_batch_size(state_url, emulator, batch_
     assert result.details["batches"] == batches and result.details["sent_events"] == 11_000
     assert sorted(e["unique_id"] for e in emulator.events()) == sorted(f"log:{i}" for i in range(11_000))
     assert _statuses(state) == {"sent": 11_000}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_stored_payload_that_is_not_json_is_a_dead_letter_and_the_rest_is_sent(state_url, emulator):
+    """A payload edited by hand in the state database into text that is not JSON: that row becomes a
+    dead letter saying so (its text kept as the original), its batch is sent, and the next send has
+    nothing left to claim (the row no longer comes first in every claim)."""
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(5)])
+        conn.execute(outbox.update().where(outbox.c.key == "log:2").values(payload='{"metric": "shipping.email",'))
+    client = KlaviyoClient(emulator.api_key, emulator.base_url)
+    result = send_outbox(state, client, batch_size=20_000)
+    assert result.details["sent_events"] == 4 and result.dead_letters == 1
+    assert sorted(e["unique_id"] for e in emulator.events()) == ["log:0", "log:1", "log:3", "log:4"]
+    assert _statuses(state) == {"sent": 4, "dead": 1}
+    with state.connect() as conn:
+        (letter,) = st.list_dead_letters(conn)
+    assert letter["key"] == "log:2" and letter["step"] == "send"
+    assert letter["reason"].startswith("its stored payload is not JSON (JSONDecodeError: ")
+    assert json.loads(letter["original"]) == '{"metric": "shipping.email",'  # the text, kept as a JSON string
+    again = send_outbox(state, client, batch_size=20_000)
+    assert again.details["batches"] == 0 and again.dead_letters == 0
