@@ -204,6 +204,29 @@ def test_a_dry_run_says_how_many_payloads_and_shows_as_many_as_asked(tmp_path, m
         p["key"] for p in written[:5]]
 
 
+def test_a_stored_payload_that_is_not_json_is_named_by_dry_run_and_quality_check(tmp_path, monkeypatch, capsys):
+    """A payload edited by hand into text that is not JSON: the dry run's preview says so for that row
+    and shows the others' bodies; `quality check` counts it as a failing row. Before, both stopped on
+    it with the decoder's traceback."""
+    from kl_sync.state.tables import outbox
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("KL_SYNC_STATE_URL", url)
+    state = open_state(url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_row("log:1", "a@example.com"), _row("log:2", "b@example.com")])
+        conn.execute(outbox.update().where(outbox.c.key == "log:2").values(payload="{not json"))
+
+    assert main(["sync", "--dry-run", "--steps", "send", "--json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)["send"]["preview"]
+    assert first["key"] == "log:1" and "body" in first
+    assert second == {"key": "log:2", "kind": "log_event",
+                      "problem": second["problem"]} and second["problem"].startswith("its stored payload is not JSON (")
+    assert main(["quality", "check", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["log_event"]["failing_rows"] == 1 and "Traceback" not in captured.err
+
+
 def _readme_command_lines() -> list[list[str]]:
     """Every `kl-sync …` command in README's shell blocks, as arguments: optional parts (`[--json]`)
     included, placeholders (`KEY…`, `…`) given a value."""

@@ -52,22 +52,20 @@ def _rows(conn: Connection, condition: Any, *, limit: int | None) -> list[Any]:
     return conn.execute(query.where(condition).order_by(outbox.c.id).limit(limit)).all()
 
 
-def _decoded(rows: Sequence[Any], lease: str | None = None) -> list[ClaimedItem]:
-    return [ClaimedItem(id_, key, kind, loads(payload), attempts, lease) for id_, key, kind, payload, attempts in rows]
-
-
 @dataclass(frozen=True)
 class UndecodablePayload:
-    """A claimed row's payload as stored, when it is not JSON (text edited by hand in the state
-    database): the sender makes the row a dead letter saying why, and sends the rest of its batch."""
+    """A row's payload as stored, when it is not JSON (text edited by hand in the state database): the
+    sender makes the row a dead letter saying why and sends the rest of its batch; a preview shows
+    why instead of a body."""
 
     text: str
     reason: str
 
 
-def _decoded_or_not(rows: Sequence[Any], lease: str) -> list[ClaimedItem]:
-    """:func:`_decoded`, but a payload that cannot be decoded is kept as an :class:`UndecodablePayload`:
-    one such row must not stop every claim (it would be claimed again, first, by each one)."""
+def _decoded(rows: Sequence[Any], lease: str | None = None) -> list[ClaimedItem]:
+    """The rows as items, their payloads decoded; a payload that cannot be is kept as an
+    :class:`UndecodablePayload`: one such row must not stop every claim (it would be claimed again,
+    first, by each one) nor every preview."""
     items = []
     for id_, key, kind, text, attempts in rows:
         try:
@@ -79,7 +77,7 @@ def _decoded_or_not(rows: Sequence[Any], lease: str) -> list[ClaimedItem]:
 
 
 def _items(conn: Connection, condition: Any, *, limit: int | None, lease: str | None = None) -> list[ClaimedItem]:
-    """The rows meeting ``condition``, in queue order, their payloads decoded."""
+    """The rows meeting ``condition``, in queue order, their payloads decoded (:func:`_decoded`)."""
     return _decoded(_rows(conn, condition, limit=limit), lease)
 
 
@@ -181,7 +179,7 @@ def claim(
     # the store's steps) held up the recording of the answers in flight, and so the next posts
     # (benchmark 8's request timeline: an outcome recorded in 0.37 s, 0.06 s once decoded here).
     try:
-        return _decoded_or_not(rows, token)
+        return _decoded(rows, token)
     except BaseException:
         # Stopped while decoding (a signal, memory): the claim leases nothing, as when the decoding
         # rolled its transaction back.

@@ -675,4 +675,6 @@ def preview_outbox(state: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
     (``--dry-run``)."""
     with state.connect() as conn:
         rows = pending_rows(conn, limit=limit)
-    return [{"key": row.key, "kind": row.kind, "body": kind_of(row.kind).operation.preview(row.payload)} for row in rows]
+    return [{"key": row.key, "kind": row.kind, "problem": f"its stored payload is not JSON ({row.payload.reason})"}
+            if isinstance(row.payload, UndecodablePayload) else
+            {"key": row.key, "kind": row.kind, "body": kind_of(row.kind).operation.preview(row.payload)} for row in rows]
