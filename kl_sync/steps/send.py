@@ -217,27 +217,28 @@ class _Prepared:
     unbuildable: int = 0
 
 
-def _quality_failures(batch: _Prepared, validate: Validator | None) -> dict[str, str]:
-    """Each claimed row's suite, kind by kind: the keys that failed, with their reasons. A row of a
-    unit (an order's Placed Order and Ordered Products, :attr:`Kind.unit`) fails with the rest of its
-    unit in the batch: Klaviyo must never get a line without its order."""
+def _quality_failures(batch: _Prepared, validate: Validator | None, items: list[ClaimedItem]) -> dict[str, str]:
+    """Each of ``items``' suite (the batch's rows that can be read), kind by kind: the keys that
+    failed, with their reasons. A row of a unit (an order's Placed Order and Ordered Products,
+    :attr:`Kind.unit`) fails with the rest of its unit in the batch: Klaviyo must never get a line
+    without its order."""
     if validate is None:
         return {}
     by_kind: dict[str, list[ClaimedItem]] = {}
-    for item in batch.claimed:
+    for item in items:
         by_kind.setdefault(item.kind, []).append(item)
     failures: dict[str, str] = {}
-    for kind, items in by_kind.items():
-        report = validate(kind, [(i.key, i.payload) for i in items])
+    for kind, of_kind in by_kind.items():
+        report = validate(kind, [(i.key, i.payload) for i in of_kind])
         batch.reports.append((kind, report))
         for key, names in report.failures.items():
             failures[key] = "failed data-quality expectations: " + "; ".join(names)
     failed_units = {}
-    for item in batch.claimed:
+    for item in items:
         unit = kind_of(item.kind).unit_of(item.key)
         if unit is not None and item.key in failures:
             failed_units.setdefault(unit, item.key)
-    for item in batch.claimed:
+    for item in items:
         unit = kind_of(item.kind).unit_of(item.key)
         if unit in failed_units and item.key not in failures:
             first = failed_units[unit]
@@ -259,18 +260,20 @@ def _prepare_batch(
     batch = _Prepared(claim(state, limit=batch_size, lease_seconds=lease_seconds, owner=owner))
     if not batch.claimed:
         return batch
-    undecodable = [item for item in batch.claimed if isinstance(item.payload, UndecodablePayload)]
-    if undecodable:
+    # A payload that is not JSON cannot be validated nor sent: a dead letter saying so. It stays in
+    # ``claimed``, so the batch counts it (read, a dead letter) like any other row.
+    readable = [item for item in batch.claimed if not isinstance(item.payload, UndecodablePayload)]
+    if len(readable) < len(batch.claimed):
         with state.begin() as conn:
-            for item in undecodable:
-                reason = f"its stored payload is not JSON ({item.payload.reason}); it cannot be sent"
-                batch.unbuildable += mark_dead(conn, item._replace(payload=item.payload.text), step="send",
-                                               reason=reason, run_id=run_id)
-        batch.claimed = [item for item in batch.claimed if not isinstance(item.payload, UndecodablePayload)]
-    failures = _quality_failures(batch, validate)
+            for item in batch.claimed:
+                if isinstance(item.payload, UndecodablePayload):
+                    reason = f"its stored payload is not JSON ({item.payload.reason}); it cannot be sent"
+                    batch.unbuildable += mark_dead(conn, item._replace(payload=item.payload.text), step="send",
+                                                   reason=reason, run_id=run_id)
+    failures = _quality_failures(batch, validate, readable)
     passing: dict[Operation, list[ClaimedItem]] = {}
     with state.begin() as conn:
-        for item in batch.claimed:
+        for item in readable:
             if item.key in failures:
                 if mark_dead(conn, item, step="quality", reason=failures[item.key], run_id=run_id):
                     batch.quality_rejects += 1

@@ -164,6 +164,7 @@ def test_a_stored_payload_that_is_not_json_is_a_dead_letter_and_the_rest_is_sent
     client = KlaviyoClient(emulator.api_key, emulator.base_url)
     result = send_outbox(state, client, batch_size=20_000)
     assert result.details["sent_events"] == 4 and result.dead_letters == 1
+    assert result.rows_read == 5  # the bad row counts among the rows the send read
     assert sorted(e["unique_id"] for e in emulator.events()) == ["log:0", "log:1", "log:3", "log:4"]
     assert _statuses(state) == {"sent": 4, "dead": 1}
     with state.connect() as conn:
@@ -173,3 +174,17 @@ def test_a_stored_payload_that_is_not_json_is_a_dead_letter_and_the_rest_is_sent
     assert json.loads(letter["original"]) == '{"metric": "shipping.email",'  # the text, kept as a JSON string
     again = send_outbox(state, client, batch_size=20_000)
     assert again.details["batches"] == 0 and again.dead_letters == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_batch_of_only_payloads_that_are_not_json_is_counted_and_the_send_goes_on(state_url, emulator):
+    """Every row of a batch undecodable: the batch still counts its rows read and its dead letters
+    (the run says what happened to them), and the rows after it are sent."""
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(3)])
+        conn.execute(outbox.update().where(outbox.c.key == "log:0").values(payload="{"))
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=1)
+    assert result.rows_read == 3 and result.dead_letters == 1 and result.details["sent_events"] == 2
+    assert sorted(e["unique_id"] for e in emulator.events()) == ["log:1", "log:2"]
+    assert _statuses(state) == {"sent": 2, "dead": 1}
