@@ -44,6 +44,11 @@ class ClaimedItem(NamedTuple):
     attempts: int
     #: The token of the claim holding it (None: a row read without claiming it).
     lease: str | None = None
+    #: The payload as stored (JSON), when it was read from the outbox and decodes. Decoded, a payload
+    #: takes ~4× its text (76 MB for 20,000 order events, against 20 MB): the sender keeps only this
+    #: once a row's request body is built (``payload`` None) and decodes it again where it needs the
+    #: payload after that (a dead letter's original, a partial rejection's rebuild).
+    text: str | None = None
 
 
 def _rows(conn: Connection, condition: Any, *, limit: int | None) -> list[Any]:
@@ -71,8 +76,10 @@ def _decoded(rows: Sequence[Any], lease: str | None = None) -> list[ClaimedItem]
         try:
             payload: Any = loads(text)
         except (ValueError, RecursionError) as exc:
-            payload = UndecodablePayload(text, f"{type(exc).__name__}: {str(exc)[:300]}")
-        items.append(ClaimedItem(id_, key, kind, payload, attempts, lease))
+            items.append(ClaimedItem(id_, key, kind, UndecodablePayload(text, f"{type(exc).__name__}: {str(exc)[:300]}"),
+                                     attempts, lease))
+        else:
+            items.append(ClaimedItem(id_, key, kind, payload, attempts, lease, text))
     return items
 
 

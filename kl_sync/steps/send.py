@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import os
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -28,7 +29,7 @@ from sqlalchemy import Engine
 from kl_sync.chunks import chunks
 from kl_sync.kinds import EVENTS, OPERATIONS, Operation, kind_of, unit_lead
 from kl_sync.retry import OUTBOX_RETRIES, Retries
-from kl_sync.state.codec import utcnow
+from kl_sync.state.codec import loads, utcnow
 from kl_sync.state.dead_letters import mark_dead
 from kl_sync.state.delivery import record_accepted
 from kl_sync.state.outbox import (
@@ -99,6 +100,39 @@ class _Call:
     #: The leads its rows go after (:func:`_lead_of`): the call is posted, each row, only once
     #: Klaviyo accepted its lead (:func:`_after_leads`). Empty for a call of rows that go first.
     leads: frozenset[str] = frozenset()
+    #: Each row's metric, for the counts of what was sent (its kind has metrics), else None: the
+    #: rows are kept as their stored text (:func:`_as_stored`), not decoded again to count them.
+    metrics: tuple[str | None, ...] = ()
+
+
+def _as_stored(item: ClaimedItem) -> ClaimedItem:
+    """``item`` as a built call keeps it: its stored text without the decoded payload, ~4× larger
+    (:attr:`~kl_sync.state.outbox.ClaimedItem.text`). Two batches are alive at once, the one being
+    sent and the one prepared ahead (benchmarks/README.md, benchmark 4)."""
+    return item if item.text is None else item._replace(payload=None)
+
+
+def _decoded_again(item: ClaimedItem) -> ClaimedItem:
+    """``item`` with its payload, decoded again from its stored text if a call dropped it."""
+    return item if item.payload is not None else item._replace(payload=loads(item.text))
+
+
+class _InputsOf(Sequence[Any]):
+    """A built call's inputs as the client reads them after posting (only to rebuild the rest of a
+    batch Klaviyo partly rejected, :func:`~kl_sync.klaviyo.batches.send_batches`): each decoded from
+    its row's stored text when read."""
+
+    def __init__(self, operation: Operation, items: Sequence[ClaimedItem]) -> None:
+        self._operation = operation
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._operation.input_of(_decoded_again(self._items[index]).payload)
 
 
 def _lead_of(item: ClaimedItem) -> str | None:
@@ -133,7 +167,12 @@ def _plan_calls(operation: Operation, items: list[ClaimedItem]) -> tuple[list[_C
             inputs = [operation.input_of(item.payload) for item in chunk]
             batches = operation.build(inputs)
         leads = frozenset(lead for item in chunk if (lead := _lead_of(item)) is not None)
-        calls.append(_Call(chunk, operation, functools.partial(_send_built, operation.send, inputs, batches), leads))
+        metrics = tuple(sys.intern(str(item.payload.get("metric", "?"))) if kind_of(item.kind).metrics is not None
+                        else None for item in chunk)
+        kept = [_as_stored(item) for item in chunk]
+        del inputs  # the decoded payloads go with them; the client decodes again only to rebuild
+        calls.append(_Call(kept, operation, functools.partial(_send_built, operation.send, _InputsOf(operation, kept),
+                                                              batches), leads, metrics))
     return calls, unbuildable
 
 
@@ -159,21 +198,25 @@ def _record_outcomes(
     retries: Retries,
     run_id: str | None,
     result: StepResult,
+    metrics: Sequence[str | None] = (),
 ) -> None:
     """Record each row's outcome, as far as this claim still holds it: a row whose lease ran out and
-    was claimed by another worker is that worker's now (counted ``lease_lost``, left untouched)."""
+    was claimed by another worker is that worker's now (counted ``lease_lost``, left untouched).
+    ``metrics``: each row's metric (:attr:`_Call.metrics`), else read from its payload."""
     now = utcnow()
     sent: dict[str | None, list[int]] = {}
     lost = 0
     with state.begin() as conn:
-        for item, outcome in zip(items, outcomes, strict=True):
+        for index, (item, outcome) in enumerate(zip(items, outcomes, strict=True)):
             if outcome.status == "sent":
                 sent.setdefault(item.lease, []).append(item.id)
                 kind = kind_of(item.kind)
                 _count(result, f"sent_{kind.operation.name}")
                 if kind.metrics is not None:
-                    result.count_metric(item.payload.get("metric", "?"))
-            elif outcome.status == "rejected":
+                    result.count_metric(metrics[index] if metrics else _decoded_again(item).payload.get("metric", "?"))
+                continue
+            item = _decoded_again(item)  # a dead letter keeps the payload as it was queued
+            if outcome.status == "rejected":
                 if mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id):
                     result.dead_letters += 1
                 else:
@@ -296,6 +339,8 @@ def _prepare_batch(
                     batch.unbuildable += sum(mark_dead(conn, by_id[item_id], step="send", reason=reason, run_id=run_id)
                                              for item_id, reason in unbuildable.items())
     batch.calls.extend(following)
+    # Built: the batch keeps its rows as stored, as its calls do (their bodies are built).
+    batch.claimed = [_as_stored(item) for item in batch.claimed]
     return batch
 
 
@@ -333,7 +378,7 @@ def _after_leads(state: Engine, flights: _Flights, call: _Call, *, run_id: str |
         return [call]
     with state.begin() as conn:
         for item, reason in held:
-            if mark_dead(conn, item, step="send", reason=reason, run_id=run_id):
+            if mark_dead(conn, _decoded_again(item), step="send", reason=reason, run_id=run_id):
                 result.dead_letters += 1
                 _count(result, "held_with_order")
         for lead, items in waiting.items():
@@ -342,7 +387,7 @@ def _after_leads(state: Engine, flights: _Flights, call: _Call, *, run_id: str |
             for lease, ids in _by_lease(items).items():
                 _count(result, "waiting_for_order", defer(conn, ids, until=until, lease=lease,
                                                           why=f"waits for its order: {lead} is not sent yet"))
-    return _plan_calls(call.operation, ready)[0] if ready else []
+    return _plan_calls(call.operation, [_decoded_again(item) for item in ready])[0] if ready else []
 
 
 def _release_prepared(state: Engine, upcoming: Future[_Prepared]) -> None:
@@ -607,7 +652,8 @@ def send_outbox(
         return _after_leads(state, flights, call, run_id=run_id, result=result)
 
     def land(call: _Call, outcomes: list[Any]) -> None:
-        _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result)
+        _record_outcomes(state, call.items, outcomes, retries=retries, run_id=run_id, result=result,
+                         metrics=call.metrics)
         if progress is not None:
             progress(len(call.items))
 

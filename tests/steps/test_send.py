@@ -15,6 +15,7 @@ from kl_sync.state.migrate import open_state
 from kl_sync.state.tables import outbox
 from kl_sync.steps.orders import process_orders
 from kl_sync.steps.parse import parse_log
+from kl_sync.steps import send as send_step
 from kl_sync.steps.send import quality_validator, send_outbox
 from kl_sync.steps.suppress import suppress_touched
 from kl_sync.store.generate import generate_store
@@ -90,6 +91,32 @@ def test_a_rejected_item_dead_letters_alone(state_url, emulator):
     with state.connect() as conn:
         (letter,) = st.list_dead_letters(conn)
     assert letter["key"] == "log:4" and letter["step"] == "send" and "time" in letter["reason"]
+    # The rest of the batch was rebuilt, and the letter written, from the rows' stored text (a built
+    # call keeps no decoded payload); the counts come from each call's metrics.
+    assert json.loads(letter["original"]) == items[4].payload
+    assert result.by_metric == {"shipping.email": 9}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_built_batch_keeps_its_rows_as_stored_not_decoded(state_url):
+    """Decoded, a payload takes ~4x its stored text, and two batches are alive at once (the one sent,
+    the one prepared ahead): once its bodies are built a batch keeps each row's text, and what the
+    client may read again (a partly rejected batch's rebuild) is decoded from it."""
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(2500)])
+    batch = send_step._prepare_batch(state, batch_size=5000, lease_seconds=60, owner="test", validate=None,
+                                     run_id=None)
+    kept = [item for call in batch.calls for item in call.items]
+    assert len(kept) == len(batch.claimed) == 2500 and [len(call.items) for call in batch.calls] == [1000, 1000, 500]
+    queued = {f"log:{i}": _event(i).payload for i in range(2500)}
+    assert all(item.payload is None and json.loads(item.text) == queued[item.key] for item in kept + batch.claimed)
+    call = batch.calls[1]
+    inputs = call.send.args[1]  # functools.partial(_send_built, send, inputs, batches)
+    assert len(inputs) == 1000
+    assert inputs[7] == call.operation.input_of(queued[call.items[7].key])
+    assert inputs[998:] == [call.operation.input_of(queued[item.key]) for item in call.items[998:]]
+    assert call.metrics == ("shipping.email",) * 1000
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
