@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kl_sync.kinds import kind_of
@@ -30,6 +30,8 @@ class FlatBatch:
     frame: pd.DataFrame
     #: Row key -> why its payload could not be flattened.
     unflattenable: dict[str, str]
+    #: Every row's key, in the order read (flattenable or not): the rows are read once.
+    keys: list[str] = field(default_factory=list)
 
 
 def scan_payload(payload: Any) -> int:
@@ -139,7 +141,9 @@ def flatten_batch(kind: str, rows: Iterable[tuple[str, Any]]) -> FlatBatch:
     columns_of = kind_of(kind).columns
     records: list[dict[str, Any]] = []
     unflattenable: dict[str, str] = {}
+    keys: list[str] = []
     for key, payload in rows:
+        keys.append(key)
         try:
             if not isinstance(payload, Mapping):
                 raise UnflattenablePayload(f"payload is a {type(payload).__name__}, not an object")
@@ -160,4 +164,4 @@ def flatten_batch(kind: str, rows: Iterable[tuple[str, Any]]) -> FlatBatch:
         frame["time_parsed"] = pd.to_datetime(frame.pop("time_text"), utc=True, format="ISO8601", errors="coerce")
     if "value" in frame:
         frame["value"] = frame["value"].astype("float64")
-    return FlatBatch(kind=kind, frame=frame, unflattenable=unflattenable)
+    return FlatBatch(kind=kind, frame=frame, unflattenable=unflattenable, keys=keys)

@@ -4,7 +4,7 @@ the expectations it broke."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,14 @@ def _run_suites(kind: str, gx: Any, plan: Any, frame: Any, parameters: dict[str,
 
 def validate_batch(
     kind: str,
-    rows: Sequence[tuple[str, Any]],
+    rows: Iterable[tuple[str, Any]],
     *,
     metric_names: Collection[str],
     now: dt.datetime | None = None,
     suites_dir: Path | None = None,
 ) -> QualityReport:
     """Check ``(key, payload)`` rows of one outbox kind against its suite (``kl_sync/expectations/<kind>.json``).
+    The rows are read once, so they may be decoded as they are read (the sender's are: benchmark 4).
 
     ``metric_names`` is the configured set of metric names for this kind (unused by the profile and
     suppression suites); ``now`` (tz-aware, default: the current time) bounds how far ahead an event
@@ -100,7 +101,7 @@ def validate_batch(
     parameters = {"metric_names": names_allowed, "latest_time": (now + TIME_HORIZON).isoformat(), **LIMITS}
 
     batch = flatten_batch(kind, rows)
-    keys = [key for key, _ in rows]
+    keys = batch.keys
     failed = {key: [f"{UNFLATTENABLE}: {reason}"] for key, reason in batch.unflattenable.items()}
     gx = engine(suites_dir)
     plan = gx.kinds[kind]
@@ -115,7 +116,7 @@ def validate_batch(
         by_expectation[UNFLATTENABLE] = len(batch.unflattenable)
     return QualityReport(
         kind=kind,
-        rows=len(rows),
+        rows=len(keys),
         failures=failures,
         passed_keys=[key for key in keys if key not in failed],
         by_expectation=by_expectation,

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
-from kl_sync.state.codec import dumps, loads, utcnow
+from kl_sync.state.codec import loads, utcnow
 from kl_sync.state.dead_letters import mark_replayed, note_resent, rebuilds, resolve_letters, unit_of, unsettled_letters
-from kl_sync.state.outbox import ClaimedItem, OutboxItem, event_facts, requeue_dead
+from kl_sync.state.outbox import ClaimedItem, OutboxItem, requeue_dead
 from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
 
 
@@ -182,7 +182,7 @@ def requeue_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, changed_on
     if not stored:
         return set()
     rebuilt = [item for item in items if item.key in stored
-               and not (changed_only and (dumps(item.payload) if item.text is None else item.text) == stored[item.key])]
+               and not (changed_only and item.stored_text == stored[item.key])]
     revived = revive_rebuilt(conn, rebuilt, run_id=run_id)
     mark_replayed(conn, sorted(revived), run_id=run_id)
     return revived
@@ -196,10 +196,10 @@ def revive_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, run_id: str
     now = utcnow()
     revived: set[str] = set()
     for item in items:
-        metric, when = event_facts(item.payload)
+        metric, when = item.event_facts()
         if conn.execute(
             update(outbox).where(outbox.c.key == item.key, outbox.c.status == DEAD)
-            .values(payload=dumps(item.payload) if item.text is None else item.text, metric=metric, event_time=when,
+            .values(payload=item.stored_text, metric=metric, event_time=when,
                     status=PENDING, attempts=0, sends=0, checked_at=None, next_attempt_at=now, last_error=None,
                     lease_owner=None, lease_expires_at=None, run_id=run_id)
         ).rowcount:

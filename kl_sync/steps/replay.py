@@ -267,7 +267,7 @@ def _check(jobs: list[_Job], settings: Settings) -> None:
     for job in jobs:
         if job.reason is None:
             for item in job.items:
-                by_kind.setdefault(item.kind, {})[item.key] = item.payload
+                by_kind.setdefault(item.kind, {})[item.key] = item.decoded()
     failures: dict[str, list[str]] = {}
     for kind, rows in by_kind.items():
         failures.update(validate(kind, list(rows.items())).failures)

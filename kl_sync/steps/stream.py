@@ -244,7 +244,7 @@ def _built_checked(step: StreamStep, build: RowBuilder, row: Row[Any]) -> Built:
     encoded = []
     for item in built.items:
         try:
-            encoded.append(OutboxItem(item.key, item.kind, item.payload, encode_payload(item.payload)))
+            encoded.append(item.as_queued(encode_payload(item.payload)))
         except PayloadProblem as exc:
             raise BadRow(f"{item.key}: {exc}") from None
     built.items = encoded
@@ -297,6 +297,6 @@ def _commit(state: Engine, step: StreamStep, chunk: Chunk, out: _ChunkOutput, re
         chunk.done(conn)
     for item in out.items:
         if item.key in new_keys and kind_of(item.kind).metrics is not None:
-            result.count_metric(item.payload["metric"])
+            result.count_metric(item.metric or "?")
     result.queued += len(new_keys)
     result.dead_letters += len(letters)

@@ -7,7 +7,7 @@ import datetime as dt
 import decimal
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ GOOD_ROWS = 12
 NOW = samples.NOW
 
 
-def validate(kind: str, rows: list[tuple[str, Any]], **options: Any) -> quality.QualityReport:
+def validate(kind: str, rows: Iterable[tuple[str, Any]], **options: Any) -> quality.QualityReport:
     options.setdefault("metric_names", samples.METRIC_NAMES[kind])
     options.setdefault("now", NOW)
     return quality.validate_batch(kind, rows, **options)
@@ -264,6 +264,27 @@ def test_a_lone_bad_row_fails_alone() -> None:
     assert report.failures == {"bad": ["expect_column_values_to_be_between(value)"]}
     assert report.passed_keys == [key for key, _ in good]
     assert report.by_expectation["expect_column_values_to_be_between(value)"] == 1
+
+
+def test_the_rows_are_read_once_so_they_may_be_decoded_as_they_are_read() -> None:
+    """The sender decodes each stored payload as the suite reads it, never the batch's all at once
+    (benchmark 4): a generator of rows gets the report a list does, each row read once."""
+    good = samples.batch("ordered_product", GOOD_ROWS)
+    payload = samples.ordered_product(99)
+    payload["value"] = -1
+    rows = [*good[:5], ("bad", payload), *good[5:], ("broken", ["not", "an", "object"])]
+    reads: list[str] = []
+
+    def read_once():
+        for key, row in rows:
+            reads.append(key)
+            yield key, row
+
+    streamed, listed = validate("ordered_product", read_once()), validate("ordered_product", rows)
+    assert reads == [key for key, _ in rows]
+    assert (streamed.rows, streamed.failures, streamed.passed_keys, streamed.by_expectation) == \
+        (listed.rows, listed.failures, listed.passed_keys, listed.by_expectation)
+    assert streamed.rows == len(rows) and set(streamed.failures) == {"bad", "broken"}
 
 
 # ----------------------------------------------------------------------------- clean batches

@@ -131,6 +131,38 @@ def test_quality_failures_never_leave(state_url, emulator):
     with state.connect() as conn:
         (letter,) = st.list_dead_letters(conn)
     assert letter["step"] == "quality" and "email" in letter["reason"]
+    assert json.loads(letter["original"]) == _event(2, email="not-an-email").payload
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_sender_decodes_a_batch_row_by_row_as_the_suite_reads_it(state_url, emulator):
+    """A claim of the sender keeps its rows as stored; each payload is decoded as its suite reads it
+    and dropped after, so a batch's payloads (~4x their text) are never all decoded at once."""
+    import gc
+
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i) for i in range(600)])
+    suite = quality_validator({"log_event": {"shipping.email"}})
+    decoded_at: list[int] = []
+
+    def decoded_payloads() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is dict and "profile" in o and "properties" in o)
+
+    def validate(kind, rows):
+        def counted():
+            for n, row in enumerate(rows):
+                if n in (0, 300, 599):
+                    decoded_at.append(decoded_payloads())
+                yield row
+        return suite(kind, counted())
+
+    before = decoded_payloads()  # what else is alive (other tests' leftovers): not this batch's
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), validate=validate)
+    assert result.details["sent_events"] == 600 and len(emulator.events()) == 600
+    # The row being read, and the one before it: before, the whole batch (600).
+    assert len(decoded_at) == 3 and max(decoded_at) - before <= 3, (before, decoded_at)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -82,3 +82,38 @@ def test_a_chunks_items_are_freed_before_the_next_chunk_is_read_and_built(tmp_pa
 
     assert result.queued == 30
     assert alive_at_each_chunk == [0, 0, 0]
+
+
+def test_a_chunk_keeps_each_item_as_its_checked_text_not_its_payload(tmp_path):
+    """A built item keeps its encoded text and what the outbox's columns and the counts read (its
+    metric and time), not the payload (~3x the text; 15,000 items for a chunk of 5,000 orders): the
+    rows queued carry the payload, metric and time, and the counts the metrics."""
+    import dataclasses
+
+    from kl_sync.state.codec import loads
+    from kl_sync.state.migrate import open_state
+    from kl_sync.steps.stream import _build
+    from kl_sync.store.readers import store_engine
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    plant(store_url, customers_rows=[customer(1)], log_rows=[log(i, "shipping.email", 1) for i in range(1, 4)])
+    settings = load_settings(store_url=store_url, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    parse = STORE_STEPS["parse"]
+    built = []
+
+    def prepare(context, rows):  # the chunk's items as the step builds them, built once more aside
+        build = parse.prepare(context, rows)
+        built.extend(_build(parse, rows, build).items)
+        return build
+
+    state = open_state(settings.state_url)
+    result = dataclasses.replace(parse, prepare=prepare).run(store_engine(store_url), state, settings, from_start=True)
+    assert result.queued == 3 and result.by_metric == {"shipping.email": 3}
+    with state.connect() as conn:
+        queued = {row.key: row for row in conn.execute(select(outbox.c.key, outbox.c.payload, outbox.c.metric,
+                                                                   outbox.c.event_time))}
+    assert len(built) == 3 and [item.payload for item in built] == [None] * 3
+    for item in built:
+        row = queued[item.key]
+        assert item.decoded() == loads(row.payload) and loads(row.payload)["metric"] == "shipping.email"
+        assert (row.metric, row.event_time) == item.event_facts() and row.event_time is not None
