@@ -134,6 +134,24 @@ def test_quality_failures_never_leave(state_url, emulator):
     assert json.loads(letter["original"]) == _event(2, email="not-an-email").payload
 
 
+@pytest.mark.parametrize("validated", [True, False])
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_payload_of_a_shape_no_body_can_take_is_a_dead_letter_and_the_rest_is_sent(state_url, emulator, validated):
+    """Its profile is not an object: the events' order (by profile) cannot be read from it, and its
+    suite fails it (or, unvalidated, its body cannot be built). The other rows go."""
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(1), _event(2, profile="p2@example.com"), _event(3)])
+    validate = quality_validator({"log_event": {"shipping.email"}}) if validated else None
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), validate=validate)
+    assert result.details["sent_events"] == 2 and result.dead_letters == 1
+    assert sorted(e["unique_id"] for e in emulator.events()) == ["log:1", "log:3"]
+    with state.connect() as conn:
+        (letter,) = st.list_dead_letters(conn)
+    assert letter["key"] == "log:2" and letter["step"] == ("quality" if validated else "send")
+    assert json.loads(letter["original"])["profile"] == "p2@example.com"
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_sender_decodes_a_batch_row_by_row_as_the_suite_reads_it(state_url, emulator):
     """A claim of the sender keeps its rows as stored; each payload is decoded as its suite reads it
