@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         dt.timedelta(minutes=5), validation_alias=_env_names("customers_lookback", "KL_SYNC_CUSTOMERS_LOOKBACK")
     )
     value_currency: str = Field("USD", validation_alias=_env_names("value_currency", "KL_SYNC_VALUE_CURRENCY"))
-    #: Rows read from the store per chunk, and outbox rows claimed per send batch.
+    #: Rows read from the store per chunk (each chunk one transaction); a send batch is send_batch_size.
     chunk_size: int = Field(5000, ge=1, validation_alias=_env_names("chunk_size", "KL_SYNC_CHUNK_SIZE"))
     # 20,000: GX costs ~0.25 s a call whatever the batch size (benchmarks/README.md, benchmark 6).
     send_batch_size: int = Field(
