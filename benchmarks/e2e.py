@@ -89,13 +89,19 @@ def journal_times(journal: Path) -> list[tuple[float, str, str]]:
     return times
 
 
-def _children() -> list[str]:
-    """This process's child processes (every thread's), by pid."""
+def _store_processes() -> list[str]:
+    """This process's children (every thread's) that are its store-reading process, by pid: its
+    command line imports kl_sync.store_process (another child, ending first, must not count)."""
     pids: list[str] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         with contextlib.suppress(OSError):
             pids.extend((task / "children").read_text().split())
-    return pids
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if b"kl_sync.store_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
 
 
 class _WhileReading(threading.Thread):
@@ -112,7 +118,7 @@ class _WhileReading(threading.Thread):
     def run(self) -> None:
         seen = False
         while not self.stopped.wait(0.02):
-            if _children():
+            if _store_processes():
                 seen = True
             elif seen:
                 self.peak_mb = peak_rss_mb()

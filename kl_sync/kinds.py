@@ -61,8 +61,12 @@ def _email(payload: dict[str, Any]) -> Any:
 
 
 def _by_profile(item: ClaimedItem) -> tuple[str, int]:
-    """Sorting by profile packs each profile's events into one bulk-create entry."""
-    return (item.payload.get("profile", {}).get("email") or "", item.id)
+    """Sorting by profile packs each profile's events into one bulk-create entry. A payload of
+    another shape (a profile that is not an object, an e-mail that is not text) sorts as no e-mail:
+    its suite fails it, or its body cannot be built, and the rest of its batch is still ordered."""
+    profile = item.payload.get("profile") if isinstance(item.payload, dict) else None
+    email = profile.get("email") if isinstance(profile, dict) else None
+    return (email if isinstance(email, str) else "", item.id)
 
 
 @dataclass(frozen=True, eq=False)

@@ -95,19 +95,22 @@ class UndecodablePayload:
     reason: str
 
 
+def decode_stored(text: str) -> Any:
+    """A stored payload decoded, or an :class:`UndecodablePayload` saying why it cannot be: one such
+    row must not stop every claim (it would be claimed again, first, by each one) nor every preview."""
+    try:
+        return loads(text)
+    except (ValueError, RecursionError) as exc:
+        return UndecodablePayload(text, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
 def _decoded(rows: Sequence[Any], lease: str | None = None) -> list[ClaimedItem]:
-    """The rows as items, their payloads decoded; a payload that cannot be is kept as an
-    :class:`UndecodablePayload`: one such row must not stop every claim (it would be claimed again,
-    first, by each one) nor every preview."""
+    """The rows as items, their payloads decoded (:func:`decode_stored`); the text kept where it decodes."""
     items = []
     for id_, key, kind, text, attempts in rows:
-        try:
-            payload: Any = loads(text)
-        except (ValueError, RecursionError) as exc:
-            items.append(ClaimedItem(id_, key, kind, UndecodablePayload(text, f"{type(exc).__name__}: {str(exc)[:300]}"),
-                                     attempts, lease))
-        else:
-            items.append(ClaimedItem(id_, key, kind, payload, attempts, lease, text))
+        payload = decode_stored(text)
+        stored = None if isinstance(payload, UndecodablePayload) else text
+        items.append(ClaimedItem(id_, key, kind, payload, attempts, lease, stored))
     return items
 
 

@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from kl_sync.state.outbox import (
     ClaimedItem,
     UndecodablePayload,
     claim,
+    decode_stored,
     defer,
     lead_states,
     mark_retry,
@@ -55,9 +56,10 @@ PREPARED_AHEAD = 1
 #: cannot come round again and again before it.
 RECHECK_SECONDS = 1.0
 
-#: (kind, [(key, payload)]) -> a report with ``failures`` ({key: [failed expectation names]}),
-#: ``rows`` and ``by_expectation`` ({expectation: failed rows}) — kl_sync.quality.QualityReport.
-Validator = Callable[[str, Sequence[tuple[str, dict[str, Any]]]], Any]
+#: (kind, (key, payload) rows) -> a report with ``failures`` ({key: [failed expectation names]}),
+#: ``rows`` and ``by_expectation`` ({expectation: failed rows}) — kl_sync.quality.QualityReport. The
+#: sender's rows are decoded as they are read (an iterator, read once).
+Validator = Callable[[str, Iterable[tuple[str, dict[str, Any]]]], Any]
 
 
 def worker_name() -> str:
@@ -68,7 +70,7 @@ def quality_validator(metric_names: Mapping[str, Collection[str]]) -> Validator:
     """The default gate: each kind's GX suite (GX is imported on first use), with the
     metric names each kind may carry."""
 
-    def validate(kind: str, rows: Sequence[tuple[str, dict[str, Any]]]) -> Any:
+    def validate(kind: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> Any:
         from kl_sync.quality import validate_batch
 
         return validate_batch(kind, rows, metric_names=metric_names.get(kind, ()))
@@ -159,10 +161,11 @@ def _plan_calls(operation: Operation, items: list[ClaimedItem], order_keys: Mapp
     ``operation.order`` of the item, taken while it was decoded) order them without decoding them all."""
     if operation.order is None:
         ordered = items
-    elif order_keys is not None:
-        ordered = sorted(items, key=lambda item: order_keys[item.id])
     else:
-        ordered = sorted(items, key=lambda item: operation.order(_decoded_again(item)))
+        # An item the validator did not read (one that read only some rows) is decoded for its key.
+        known = order_keys or {}
+        ordered = sorted(items, key=lambda item: known[item.id] if item.id in known
+                         else operation.order(_decoded_again(item)))
     calls = []
     unbuildable: dict[int, str] = {}
     for chunk in chunks(ordered, operation.items_per_request):
@@ -225,16 +228,17 @@ def _record_outcomes(
                 if kind.metrics is not None:
                     result.count_metric(metrics[index] if metrics else _decoded_again(item).payload.get("metric", "?"))
                 continue
-            item = _decoded_again(item)  # a dead letter keeps the payload as it was queued
             if outcome.status == "rejected":
-                if mark_dead(conn, item, step="send", reason=f"rejected by Klaviyo: {outcome.reason}", run_id=run_id):
+                # A dead letter keeps the payload as it was queued (decoded again from its text).
+                if mark_dead(conn, _decoded_again(item), step="send", reason=f"rejected by Klaviyo: {outcome.reason}",
+                             run_id=run_id):
                     result.dead_letters += 1
                 else:
                     lost += 1
             else:
                 attempts = item.attempts + 1
                 if attempts >= retries.attempts:
-                    if mark_dead(conn, item._replace(attempts=attempts), step="send", run_id=run_id,
+                    if mark_dead(conn, _decoded_again(item)._replace(attempts=attempts), step="send", run_id=run_id,
                                  reason=f"gave up after {attempts} attempts: {outcome.reason}"):
                         result.dead_letters += 1
                     else:
@@ -284,25 +288,13 @@ def _payloads(items: Sequence[ClaimedItem], read: _Read) -> Iterator[tuple[str, 
     """Each item's key and payload, decoded as it is read and dropped after (a claim of the sender
     keeps the text only: benchmark 4); a text that does not decode is left out, in ``read``."""
     for item in items:
-        if item.payload is not None:
-            payload = item.payload
-        else:
-            try:
-                payload = loads(item.text)
-            except (ValueError, RecursionError) as exc:
-                read.undecodable[item.id] = UndecodablePayload(item.text, f"{type(exc).__name__}: {str(exc)[:300]}")
-                continue
+        payload = item.payload if item.payload is not None else decode_stored(item.text)
         if isinstance(payload, UndecodablePayload):
             read.undecodable[item.id] = payload
             continue
         order = kind_of(item.kind).operation.order
         if order is not None:
-            try:
-                read.order_keys[item.id] = order(item._replace(payload=payload))
-            except _BUILD_ERRORS:
-                # Not a shape its operation can order (a profile that is not an object): its suite
-                # fails it, or, unvalidated, its body cannot be built; either way a dead letter.
-                read.order_keys[item.id] = ("", item.id)
+            read.order_keys[item.id] = order(item._replace(payload=payload))
         yield item.key, payload
 
 
@@ -322,7 +314,8 @@ def _quality_failures(batch: _Prepared, validate: Validator | None, read: _Read)
                 pass
             continue
         report = validate(kind, _payloads(of_kind, read))
-        batch.reports.append((kind, report))
+        if report.rows:  # a kind none of whose rows decoded has no report, as before rows were read lazily
+            batch.reports.append((kind, report))
         for key, names in report.failures.items():
             failures[key] = "failed data-quality expectations: " + "; ".join(names)
     items = [item for item in batch.claimed if item.id not in read.undecodable]

@@ -134,14 +134,17 @@ def test_quality_failures_never_leave(state_url, emulator):
     assert json.loads(letter["original"]) == _event(2, email="not-an-email").payload
 
 
+@pytest.mark.parametrize("profile", ["p2@example.com", {"email": 5}, {"email": ["p2@example.com"]}])
 @pytest.mark.parametrize("validated", [True, False])
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_payload_of_a_shape_no_body_can_take_is_a_dead_letter_and_the_rest_is_sent(state_url, emulator, validated):
-    """Its profile is not an object: the events' order (by profile) cannot be read from it, and its
-    suite fails it (or, unvalidated, its body cannot be built). The other rows go."""
+def test_a_payload_of_a_shape_no_body_can_take_is_a_dead_letter_and_the_rest_is_sent(state_url, emulator, validated,
+                                                                                   profile):
+    """Its profile is not an object, or its e-mail not text: the events' order (by profile e-mail)
+    cannot be read from it, and its suite fails it (or, unvalidated, its body cannot be built, or
+    Klaviyo refuses it). The other rows go."""
     state = open_state(state_url)
     with state.begin() as conn:
-        st.enqueue(conn, [_event(1), _event(2, profile="p2@example.com"), _event(3)])
+        st.enqueue(conn, [_event(1), _event(2, profile=profile), _event(3)])
     validate = quality_validator({"log_event": {"shipping.email"}}) if validated else None
     result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), validate=validate)
     assert result.details["sent_events"] == 2 and result.dead_letters == 1
@@ -149,7 +152,22 @@ def test_a_payload_of_a_shape_no_body_can_take_is_a_dead_letter_and_the_rest_is_
     with state.connect() as conn:
         (letter,) = st.list_dead_letters(conn)
     assert letter["key"] == "log:2" and letter["step"] == ("quality" if validated else "send")
-    assert json.loads(letter["original"])["profile"] == "p2@example.com"
+    assert json.loads(letter["original"])["profile"] == profile
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_validator_that_reads_none_of_its_rows_still_lets_the_batch_be_ordered_and_sent(state_url, emulator):
+    """The sender takes each row's order key as the validator reads it; a validator that reads none
+    (a stand-in passing everything) leaves the keys to be taken as the calls are built."""
+    from types import SimpleNamespace
+
+    state = open_state(state_url)
+    with state.begin() as conn:
+        st.enqueue(conn, [_event(i, email=f"p{9 - i}@example.com") for i in range(10)])
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url),
+                         validate=lambda kind, rows: SimpleNamespace(rows=0, failures={}, by_expectation={}))
+    assert result.details["sent_events"] == 10 and result.dead_letters == 0 and "quality" not in result.details
+    assert _statuses(state) == {"sent": 10}
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -260,8 +278,13 @@ def test_a_batch_of_only_payloads_that_are_not_json_is_counted_and_the_send_goes
     state = open_state(state_url)
     with state.begin() as conn:
         st.enqueue(conn, [_event(i) for i in range(3)])
-        conn.execute(outbox.update().where(outbox.c.key == "log:0").values(payload="{"))
-    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=1)
-    assert result.rows_read == 3 and result.dead_letters == 1 and result.details["sent_events"] == 2
+        st.enqueue(conn, [st.OutboxItem("order:9:placed", "order_event", {"unique_id": "order:9:placed"})])
+        conn.execute(outbox.update().where(outbox.c.key.in_(["log:0", "order:9:placed"])).values(payload="{"))
+    result = send_outbox(state, KlaviyoClient(emulator.api_key, emulator.base_url), batch_size=1,
+                         validate=quality_validator({"log_event": {"shipping.email"}, "order_event": {"Placed Order"}}))
+    assert result.rows_read == 4 and result.dead_letters == 2 and result.details["sent_events"] == 2
     assert sorted(e["unique_id"] for e in emulator.events()) == ["log:1", "log:2"]
-    assert _statuses(state) == {"sent": 2, "dead": 1}
+    assert _statuses(state) == {"sent": 2, "dead": 2}
+    # The suite saw the two rows that decode; a kind none of whose rows decode has no report.
+    assert result.details["quality"] == {"log_event": {"rows": 2, "failures": {
+        name: 0 for name in result.details["quality"]["log_event"]["failures"]}}}
