@@ -61,8 +61,11 @@ def encode_payload(payload: Any) -> str:
 
 def loads(text: str) -> Any:
     """Decode a stored payload. orjson decodes ~3× faster than the standard library (a claim decodes
-    every payload of its batch); what orjson refuses and ``json`` takes (NaN, integers beyond 64 bits)
-    goes to ``json``. Both give equal values."""
+    every payload of its batch); what orjson refuses and ``json`` takes (NaN, Infinity) goes to
+    ``json``. The two give equal values for every integer of at most 64 bits; orjson decodes a larger
+    one as a float, without an error. None is stored: the steps (and replay, which rebuilds through
+    them) queue payloads through :func:`encode_payload`, which refuses integers beyond 64 bits
+    (tests/reliability: test_poison, test_replay)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

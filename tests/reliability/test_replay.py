@@ -21,7 +21,7 @@ from kl_sync.db import make_engine
 from kl_sync.emulator import running_emulator
 from kl_sync.settings import get_settings
 from kl_sync.state.tables import dead_letters, outbox
-from kl_sync.store.contract import customers
+from kl_sync.store.contract import customers, system_log
 from tests.reliability.helpers import accepted_unique_ids, settings_for
 from tests.reliability.test_poison import make_store
 
@@ -186,3 +186,42 @@ def test_a_paused_customer_fixed_in_the_store_arrives_once_by_from_start(tmp_pat
         _delivered_once(emu, ["log:1", "order:2:placed", "order:2:item:21", *paused])
         letters = _letters(settings.state_url)
         assert all(letters[key] == ["resolved"] for key in paused), letters
+
+
+def _set_log_data(store_url: str, log_id: int, data: str) -> None:
+    engine = make_engine(store_url, sqlite_wal=False)
+    with engine.begin() as conn:
+        conn.execute(update(system_log).where(system_log.c.id == log_id).values(data=data))
+    engine.dispose()
+
+
+def test_a_replayed_row_is_checked_as_the_steps_check_it_before_it_is_queued(tmp_path, monkeypatch, capsys):
+    """A row the parse step lettered for a value that cannot be queued (an integer beyond 64 bits),
+    replayed before the store is fixed, or "fixed" to another such value (NaN), fails with that
+    reason and is not queued: queued, the integer would have reached Klaviyo as a float
+    (1.1805916207174113e+21) and NaN as a body Klaviyo refuses. Fixed, it is queued and arrives once."""
+    store_url = make_store(tmp_path, people=[_customer(1, "a@example.com")],
+                           logs=[_log(1, 1), {**_log(2, 1), "data": json.dumps({"x": 2**70})}])
+    with running_emulator(tmp_path / "emulator", api_keys=(KEY,)) as emu:
+        settings = settings_for(store_url, f"sqlite:///{tmp_path / 'state.db'}", emu.base_url, KEY,
+                                verify_after="PT0S", verify_grace="PT0S")
+        run_sync(settings, from_start=True)
+        assert _letters(settings.state_url) == {"log:2": ["open"]}
+
+        code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("log:2: still failing:"), lines
+        assert "beyond 64 bits" in lines[0], lines
+        _set_log_data(store_url, 2, '{"x": NaN}')
+        code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
+        assert code == 1 and "nan, which JSON cannot carry" in lines[0], lines
+        with make_engine(settings.state_url).connect() as conn:
+            assert conn.execute(select(outbox.c.key).where(outbox.c.key == "log:2")).all() == []
+
+        _set_log_data(store_url, 2, json.dumps({"x": 2**62}))
+        code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
+        assert code == 0 and lines[0].startswith("log:2: queued"), lines
+        run_sync(settings)
+        _delivered_once(emu, ["log:1", "log:2"])
+        (event,) = [e for e in emu.events() if e["unique_id"] == "log:2"]
+    assert _letters(settings.state_url)["log:2"][0] == "resolved"
+    assert event["properties"]["x"] == 2**62 and isinstance(event["properties"]["x"], int)
