@@ -51,11 +51,15 @@ def _line(line_id, order_id):
             "item_price": Decimal("12.50"), "product_url": None, "image_url": None, "categories": "Boxes"}
 
 
-def _fix_customer(store_url: str, customer_id: int, **values) -> None:
+def _update_store(store_url: str, table, row_id: int, **values) -> None:
     engine = make_engine(store_url, sqlite_wal=False)
     with engine.begin() as conn:
-        conn.execute(update(customers).where(customers.c.id == customer_id).values(updated_at=NOW, **values))
+        conn.execute(update(table).where(table.c.id == row_id).values(**values))
     engine.dispose()
+
+
+def _fix_customer(store_url: str, customer_id: int, **values) -> None:
+    _update_store(store_url, customers, customer_id, updated_at=NOW, **values)
 
 
 def _letters(state_url: str) -> dict[str, list[str]]:
@@ -188,13 +192,6 @@ def test_a_paused_customer_fixed_in_the_store_arrives_once_by_from_start(tmp_pat
         assert all(letters[key] == ["resolved"] for key in paused), letters
 
 
-def _set_log_data(store_url: str, log_id: int, data: str) -> None:
-    engine = make_engine(store_url, sqlite_wal=False)
-    with engine.begin() as conn:
-        conn.execute(update(system_log).where(system_log.c.id == log_id).values(data=data))
-    engine.dispose()
-
-
 def test_a_replayed_row_is_checked_as_the_steps_check_it_before_it_is_queued(tmp_path, monkeypatch, capsys):
     """A row the parse step lettered for a value that cannot be queued (an integer beyond 64 bits),
     replayed before the store is fixed, or "fixed" to another such value (NaN), fails with that
@@ -211,13 +208,13 @@ def test_a_replayed_row_is_checked_as_the_steps_check_it_before_it_is_queued(tmp
         code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
         assert code == 1 and len(lines) == 1 and lines[0].startswith("log:2: still failing:"), lines
         assert "beyond 64 bits" in lines[0], lines
-        _set_log_data(store_url, 2, '{"x": NaN}')
+        _update_store(store_url, system_log, 2, data='{"x": NaN}')
         code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
         assert code == 1 and "nan, which JSON cannot carry" in lines[0], lines
         with make_engine(settings.state_url).connect() as conn:
             assert conn.execute(select(outbox.c.key).where(outbox.c.key == "log:2")).all() == []
 
-        _set_log_data(store_url, 2, json.dumps({"x": 2**62}))
+        _update_store(store_url, system_log, 2, data=json.dumps({"x": 2**62}))
         code, lines = _cli(monkeypatch, settings, capsys, "dead-letters", "replay", "log:2")
         assert code == 0 and lines[0].startswith("log:2: queued"), lines
         run_sync(settings)
