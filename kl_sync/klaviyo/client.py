@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
@@ -55,15 +56,36 @@ USER_AGENT = f"kl-sync/{_version()}"
 # batch builders encode every event and profile once to measure it.
 _BODY_ENCODER = jsonlib.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
+#: Only the exact JSON types go through orjson: a subclass of one (an IntEnum), a datetime or a
+#: dataclass goes on to the standard library, which encodes or refuses it as it always did.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
 
 def body_text(body: Any) -> str:
-    """A JSON body as text, exactly as :func:`encode_body` sends it (before UTF-8)."""
+    """A JSON body as text, as the standard library writes it: compact, non-ASCII as is, NaN and
+    Infinity refused. :func:`encode_body` sends the same text but for how a float's exponent is
+    written (``1e-7`` for ``1e-07``: the same number)."""
     return _BODY_ENCODER.encode(body)
 
 
 def encode_body(body: Any) -> bytes:
-    """The exact bytes sent for a JSON body. Batch builders measure sizes with this same function."""
-    return body_text(body).encode("utf-8")
+    """The exact bytes sent for a JSON body. Batch builders measure sizes with this same function.
+
+    orjson writes them, ~15x faster than the standard library: a bulk body's 1,000 events and their
+    profiles are each encoded once, about a ninth of the time the sender's preparing thread held the
+    interpreter (benchmarks/README.md, benchmark 8). What orjson refuses goes to :func:`body_text`,
+    which encodes it or raises as before: an integer beyond 64 bits, a lone surrogate, a key that is
+    not text, nesting past 255. orjson writes NaN and Infinity as ``null``, so a body whose bytes hold
+    ``null`` is encoded by :func:`body_text` too, which refuses them (``ValueError``). orjson also
+    writes a UUID or an Enum member, which the standard library refuses; neither can be in a payload
+    decoded from the outbox."""
+    try:
+        data = orjson.dumps(body, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return body_text(body).encode("utf-8")
+    if b"null" in data:
+        body_text(body)  # raises for NaN or Infinity, which orjson wrote as null
+    return data
 
 
 def copy_json(value: Any) -> Any:

@@ -78,6 +78,11 @@ class ClaimedItem(NamedTuple):
     #: payload after that (a dead letter's original, a partial rejection's rebuild).
     text: str | None = None
 
+    def with_payload(self, payload: Any) -> ClaimedItem:
+        """This row with ``payload`` in place of its own: ``_replace(payload=payload)`` at a third of
+        its cost (the sender does it up to three times a row: benchmark 8)."""
+        return tuple.__new__(ClaimedItem, (self[0], self[1], self[2], payload, self[4], self[5], self[6]))
+
 
 def _rows(conn: Connection, condition: Any, *, limit: int | None) -> list[Any]:
     """The rows meeting ``condition``, in queue order, their payloads as stored."""

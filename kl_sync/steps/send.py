@@ -111,12 +111,12 @@ def _as_stored(item: ClaimedItem) -> ClaimedItem:
     """``item`` as a built call keeps it: its stored text without the decoded payload, ~4× larger
     (:attr:`~kl_sync.state.outbox.ClaimedItem.text`). Two batches are alive at once, the one being
     sent and the one prepared ahead (benchmarks/README.md, benchmark 4)."""
-    return item if item.text is None else item._replace(payload=None)
+    return item if item.text is None else item.with_payload(None)
 
 
 def _decoded_again(item: ClaimedItem) -> ClaimedItem:
     """``item`` with its payload, decoded again from its stored text if a call dropped it."""
-    return item if item.payload is not None else item._replace(payload=loads(item.text))
+    return item if item.payload is not None else item.with_payload(loads(item.text))
 
 
 class _InputsOf(Sequence[Any]):
@@ -294,7 +294,7 @@ def _payloads(items: Sequence[ClaimedItem], read: _Read) -> Iterator[tuple[str, 
             continue
         order = kind_of(item.kind).operation.order
         if order is not None:
-            read.order_keys[item.id] = order(item._replace(payload=payload))
+            read.order_keys[item.id] = order(item.with_payload(payload))
         yield item.key, payload
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kl_sync.klaviyo.batches import Batch
-from kl_sync.klaviyo.client import encode_body
+from kl_sync.klaviyo.client import body_text, encode_body
 from kl_sync.klaviyo.client_events import build_client_event_body
 from kl_sync.klaviyo.events import EVENTS_POINTER, build_event_body, build_event_bulk_bodies
 from kl_sync.klaviyo.lists import build_list_body, build_list_profiles_bodies
@@ -229,6 +230,31 @@ def test_an_event_bigger_than_any_body_still_gets_a_batch_of_its_own() -> None:
     events = [event(1), event(2, properties={"Notes": "y" * 3000}), event(3)]
     batches = build_event_bulk_bodies(events, max_bytes=2500)
     assert [batch.input_positions for batch in batches] == [[0], [1], [2]]
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize("value", [
+    {"a": "é ☃", "n": None, "t": True, "i": -(2**63), "f": 47.95, "l": [1, [2, {}]]},
+    {"big": 2**70, "level": _Level.HIGH, 3: "a key that is not text"},  # what orjson leaves to the standard library
+], ids=["json types", "beyond orjson"])
+def test_the_bytes_sent_are_the_standard_librarys_json(value: Any) -> None:
+    assert encode_body(value) == body_text(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("beside", [None, "x"], ids=["beside a null", "alone"])
+def test_a_value_json_cannot_carry_is_refused_not_sent_as_null(bad: float, beside: Any) -> None:
+    # orjson writes NaN and Infinity as null: the body must fail to build (its row a dead letter), as
+    # the standard library's encoder refuses them, whether or not a real null is there too.
+    with pytest.raises(ValueError, match="Out of range float"):
+        encode_body({"properties": {"x": bad, "y": beside}})
+    with pytest.raises(ValueError, match="Out of range float"):
+        build_event_bulk_bodies([event(1, value=bad)])
+    with pytest.raises(ValueError):
+        encode_body({"text": "a lone surrogate \ud800"})
 
 
 def test_no_events_make_no_bodies() -> None:
