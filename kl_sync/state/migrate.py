@@ -172,7 +172,7 @@ def open_state(url: str) -> Engine:
     """An engine on the state database, migrated to head.
 
     MySQL / MariaDB state runs at READ COMMITTED, PostgreSQL's default, rather than InnoDB's REPEATABLE
-    READ: there, the sender's claim (an UPDATE over ``ix_outbox_claim``) holds next-key locks up to the
+    READ: there, the sender's claim (an UPDATE over the outbox's status index) holds next-key locks up to the
     index's end, and the store steps' INSERT of new outbox rows into that gap deadlocked with it (1213)
     whenever two runs overlapped. Under READ COMMITTED InnoDB takes no gap locks for searches; every
     state transaction is already written for PostgreSQL's READ COMMITTED."""

@@ -83,7 +83,10 @@ outbox = Table(
     Column("checked_at", Timestamp),
     Column("verified_at", Timestamp),
     UniqueConstraint("key", name="uq_outbox_key"),
-    Index("ix_outbox_claim", "status", "next_attempt_at"),
+    # The claim walks the pending rows in queue order and stops at its batch's last: an index on
+    # (status, next_attempt_at) made SQLite read and sort every due row for each claim (~0.1 s at
+    # 217,000 pending; migration 0012).
+    Index("ix_outbox_queue", "status", "id"),
     Index("ix_outbox_verify", "status", "sent_at"),
     Index("ix_outbox_metric_time", "metric", "event_time"),
 )
