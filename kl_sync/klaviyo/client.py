@@ -63,8 +63,9 @@ _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATET
 
 def body_text(body: Any) -> str:
     """A JSON body as text, as the standard library writes it: compact, non-ASCII as is, NaN and
-    Infinity refused. :func:`encode_body` sends the same text but for how a float's exponent is
-    written (``1e-7`` for ``1e-07``: the same number)."""
+    Infinity refused. :func:`encode_body` sends the same text but for floats below 1e-4, written as
+    orjson writes them (``0.00001`` for ``1e-05``, ``1e-7`` for ``1e-07``: the same numbers, a byte
+    or two apart)."""
     return _BODY_ENCODER.encode(body)
 
 
