@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
 from kl_sync.db import backend
@@ -182,9 +182,7 @@ def existing_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
 
 def _claimable(now: dt.datetime):
     return and_(
-        # As a literal, not a parameter: SQLite uses the partial index of the pending rows
-        # (ix_outbox_queue) only for a query whose WHERE names its condition as written.
-        outbox.c.status == literal(PENDING, literal_execute=True),
+        outbox.c.status == PENDING,
         outbox.c.next_attempt_at <= now,
         or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at <= now),
     )

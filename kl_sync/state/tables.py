@@ -20,7 +20,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -86,12 +85,8 @@ outbox = Table(
     UniqueConstraint("key", name="uq_outbox_key"),
     # The claim walks the pending rows in queue order and stops at its batch's last: an index on
     # (status, next_attempt_at) made SQLite read and sort every due row for each claim (~0.1 s at
-    # 217,000 pending; migration 0012). Only the pending rows, where the database has partial indexes
-    # (MySQL has none): the rows due for verification (status 'sent', in id order) then stay on
-    # ix_outbox_verify. SQLite uses a partial index only for a query naming its condition as written,
-    # so the claim names its status as a literal (kl_sync.state.outbox._claimable).
-    Index("ix_outbox_queue", "status", "id", sqlite_where=text("status = 'pending'"),
-          postgresql_where=text("status = 'pending'")),
+    # 217,000 pending; migration 0012 says what it costs).
+    Index("ix_outbox_queue", "status", "id"),
     Index("ix_outbox_verify", "status", "sent_at"),
     Index("ix_outbox_metric_time", "metric", "event_time"),
 )

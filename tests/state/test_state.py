@@ -364,20 +364,6 @@ def test_a_claim_reads_only_the_rows_it_takes_on_sqlite(tmp_path):
     for verb, steps in plans:
         assert not any(step.startswith("SCAN outbox") or "TEMP B-TREE" in step for step in steps), (verb, steps)
     assert any("ix_outbox_queue" in step for step in plans[0][1]), plans[0]
-    # The index holds only the pending rows: the rows due for verification (status 'sent', in id
-    # order) are found through ix_outbox_verify, not by walking every sent row in id order.
-    from kl_sync.state.delivery import due_for_verification
-
-    statements.clear()
-    event.listen(engine, "before_cursor_execute", seen)
-    with engine.connect() as conn:
-        due = due_for_verification(conn, sent_before=st.utcnow(), kinds=["log_event"])
-    event.remove(engine, "before_cursor_execute", seen)
-    assert [row.key for row in due] == [f"log:{i}" for i in range(5)]
-    with engine.connect() as conn:
-        (statement, parameters), = statements
-        steps = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()]
-    assert any("ix_outbox_verify" in step for step in steps), steps
 
 
 def test_with_payload_is_replace_of_the_payload_alone():
