@@ -253,6 +253,10 @@ def test_a_value_json_cannot_carry_is_refused_not_sent_as_null(bad: float, besid
         encode_body({"properties": {"x": bad, "y": beside}})
     with pytest.raises(ValueError, match="Out of range float"):
         build_event_bulk_bodies([event(1, value=bad)])
+
+
+def test_a_lone_surrogate_is_refused_as_before() -> None:
+    # orjson refuses it (a TypeError); the standard library it falls back to refuses it on encoding.
     with pytest.raises(ValueError):
         encode_body({"text": "a lone surrogate \ud800"})
 

@@ -372,3 +372,21 @@ def test_with_payload_is_replace_of_the_payload_alone():
     item = st.ClaimedItem(*(f"field {n}" for n in range(len(st.ClaimedItem._fields))))
     assert item.with_payload({"a": 1}) == item._replace(payload={"a": 1})
     assert type(item.with_payload(None)) is st.ClaimedItem
+
+
+def test_a_claim_spanning_another_claims_rows_takes_only_its_own(state_url):
+    """The claim reads its rows back by their ids' range and its token: rows handed back from the
+    middle of another worker's claim put that worker's rows inside the range. They stay its own."""
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        st.enqueue(conn, _items(30))
+    first = st.claim(engine, limit=10, lease_seconds=60, owner="a")
+    handed_back = [first[2], first[5]]
+    with engine.begin() as conn:
+        assert st.release(conn, [item.id for item in handed_back], lease=first[0].lease) == 2
+    second = st.claim(engine, limit=100, lease_seconds=60, owner="b")
+    assert [c.key for c in second] == ["log:2", "log:5"] + [f"log:{i}" for i in range(10, 30)]
+    assert len({c.lease for c in second}) == 1 and second[0].lease != first[0].lease
+    kept = [item for item in first if item not in handed_back]
+    with engine.begin() as conn:  # the first claim still holds the rest: it can mark them sent
+        assert st.mark_sent(conn, [item.id for item in kept], lease=first[0].lease) == len(kept)
