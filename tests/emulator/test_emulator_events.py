@@ -3,6 +3,7 @@ profile data sent along updates the profile."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from kl_sync.emulator import running_emulator
@@ -160,3 +161,26 @@ def test_concurrent_writers_never_store_a_duplicate(fresh_emu):
     assert len(stored) == len(set(stored))
     assert set(stored) == expected
     assert len(fresh_emu.profiles()) == 7
+
+
+def test_properties_come_back_as_sent_and_every_event_has_its_own_ids(fresh_emu, fresh_api):
+    """Properties are kept as JSON text (orjson writes it, the standard library where orjson would
+    not write the same: a null beside NaN's place, an integer beyond 64 bits); every event of one
+    request gets its own id and version-4 uuid (random bytes read once for the request)."""
+    properties = [
+        {"n": None, "f": 1e-05, "big": 2**70, "text": "é\n\"", "list": [1.5, None, {"x": []}]},
+        {"plain": 1, "neg": -0.0, "max": 2**64 - 1},
+        {"empty": {}},
+    ]
+    entry = bulk_entry("ann@example.com", [event("Placed Order", unique_id=f"k{i}", properties=p)
+                                           for i, p in enumerate(properties)])
+    assert fresh_api.post("/api/event-bulk-create-jobs", bulk_events([entry])).status_code == 202
+    stored = fresh_emu.events()
+    assert [e["properties"] for e in stored] == properties
+    assert all(type(a) is type(b) for e, p in zip(stored, properties) for a, b in zip(e["properties"].values(), p.values()))
+    ids = [e["id"] for e in stored]
+    assert len(set(ids)) == len(ids) == 3
+    served = fresh_api.get("/api/events").json()["data"]
+    uuids = [e["attributes"]["uuid"] for e in served]
+    assert sorted(e["id"] for e in served) == sorted(ids) and len(set(uuids)) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", u) for u in uuids)

@@ -8,9 +8,29 @@ import os
 import secrets
 import string
 import time
+from typing import Any
 
-#: JSON text as stored (compact, UTF-8 kept).
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+import orjson
+
+_STDLIB_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dumps(value: Any) -> str:
+    """JSON text as stored (compact, UTF-8 kept), as the standard library writes it.
+
+    What is stored came from a request body the standard library decoded, so it holds only JSON's
+    types: orjson writes those ~4× faster (an event's properties, 1,000 a bulk request, were a tenth
+    of the emulator's time). It writes NaN and Infinity (which that decoder takes) as ``null``, so text
+    holding ``null`` is written by the standard library again; what orjson refuses (an integer beyond
+    64 bits) too. Floats below 1e-4 are written as orjson writes them (``0.00001`` for ``1e-05``): the
+    same number when read back."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _STDLIB_DUMPS(value)
+    if b"null" in data:
+        return _STDLIB_DUMPS(value)
+    return data.decode("utf-8")
 
 _SHORT_ALPHABET = string.ascii_letters + string.digits
 _CROCKFORD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
