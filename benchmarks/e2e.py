@@ -96,12 +96,15 @@ def _store_processes() -> list[str]:
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         with contextlib.suppress(OSError):
             pids.extend((task / "children").read_text().split())
-    found = []
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            if b"kl_sync.store_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-    return found
+    return [pid for pid in pids if _is_store_process(pid)]
+
+
+def _is_store_process(pid: str) -> bool:
+    """Whether ``pid`` is a live store-reading process (a zombie's command line is empty)."""
+    try:
+        return b"kl_sync.store_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 class _WhileReading(threading.Thread):
@@ -116,11 +119,13 @@ class _WhileReading(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        seen = False
+        # Once found, only that child's command line is read (empty once it has exited): walking every
+        # thread's children each 20 ms cost the measured process ~2 % of its time.
+        found: list[str] = []
         while not self.stopped.wait(0.02):
-            if _store_processes():
-                seen = True
-            elif seen:
+            if not found:
+                found = _store_processes()
+            elif not _is_store_process(found[0]):
                 self.peak_mb = peak_rss_mb()
                 return
 

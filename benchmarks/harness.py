@@ -156,13 +156,34 @@ def run_child(module: str, *args: str, env: dict[str, str] | None = None, cwd: P
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def python_speed() -> float:
+    """Seconds one core takes for 10 million additions in a Python loop, the best of three (0.41 s on
+    the 2.4 GHz EPYC of 2026-12-08, where an initial sync took ~2x the CPU of the tables before it):
+    the end-to-end ratios are bound by CPU on these two cores, so tables taken on different machines
+    compare only beside this figure."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 2)
+
+
+#: :func:`python_speed`, read once before a run's benchmarks (``python -m benchmarks``); in :func:`machine`.
+MACHINE_SPEED: dict[str, float] = {}
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
+    mhz = None
+    with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("cpu MHz") and mhz is None:
+                mhz = round(float(line.split(":", 1)[1]))
     memory_gb = None
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -170,6 +191,7 @@ def machine() -> dict[str, Any]:
                 memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     return {
         "cpu": cpu,
+        "cpu_mhz": mhz,
         "cores": os.cpu_count(),
         "memory_gb": memory_gb,
         "python": platform.python_version(),
@@ -177,6 +199,7 @@ def machine() -> dict[str, Any]:
         "sqlite": __import__("sqlite3").sqlite_version,
         # Other work on the same cores moves every figure: the 1, 5 and 15 minute load averages.
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        **MACHINE_SPEED,
     }
 
 
@@ -245,7 +268,9 @@ def write_json(results: Sequence[BenchResult], *, path: Path = RESULTS, started:
 
 
 def machine_line(info: dict[str, Any]) -> str:
-    return (f"{info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB RAM; Python {info['python']}, "
+    speed = f" (10M additions in a Python loop: {info['python_loop_s']} s)" if info.get("python_loop_s") else ""
+    mhz = f" at {info['cpu_mhz']} MHz" if info.get("cpu_mhz") else ""
+    return (f"{info['cpu']}{mhz}, {info['cores']} cores{speed}, {info['memory_gb']} GB RAM; Python {info['python']}, "
             f"SQLite {info['sqlite']}; {info['platform']}; load average at the end "
             f"{'/'.join(str(x) for x in info.get('load_average', []))}")
 
