@@ -184,3 +184,18 @@ def test_properties_come_back_as_sent_and_every_event_has_its_own_ids(fresh_emu,
     uuids = [e["attributes"]["uuid"] for e in served]
     assert sorted(e["id"] for e in served) == sorted(ids) and len(set(uuids)) == 3
     assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", u) for u in uuids)
+
+
+def test_stored_json_text_keeps_what_the_standard_librarys_decoder_took():
+    """The account's JSON text (kl_sync.emulator.storage.values.dumps): orjson's where it writes the
+    same values; the standard library's where orjson would not (Infinity, from ``1e400`` in a body,
+    which orjson writes as null; an integer beyond 64 bits, which orjson refuses)."""
+    import json
+
+    from kl_sync.emulator.storage.values import dumps
+
+    assert dumps(json.loads('{"p": 1e400, "q": -1e400}')) == '{"p":Infinity,"q":-Infinity}'
+    assert dumps({"big": 2**70, "s": "é\n"}) == '{"big":1180591620717411303424,"s":"é\\n"}'
+    assert dumps({"f": 1e-05, "n": 1}) == '{"f":0.00001,"n":1}'  # orjson's: the same float read back
+    assert json.loads(dumps({"f": 1e-05})) == {"f": 1e-05}
+    assert dumps({"f": 1e-05, "n": None}) == '{"f":1e-05,"n":null}'  # the standard library's

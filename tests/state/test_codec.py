@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from kl_sync.state.codec import PayloadProblem, encode_payload, loads
@@ -29,16 +30,40 @@ class Level(enum.IntEnum):
     HIGH = 3
 
 
-def test_the_text_is_the_standard_librarys_byte_for_byte() -> None:
-    """Keys sorted by code point (non-ASCII ones too), every character escaped as the standard
-    library escapes it (control characters, quotes, backslashes; the rest as is), every number."""
+def _takes_the_fast_path(payload: Any) -> bool:
+    """Whether orjson's text of ``payload`` decodes back equal to it (what encode_payload keeps)."""
+    try:
+        return orjson.loads(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)) == payload
+    except TypeError:  # orjson refuses it
+        return False
+
+
+def test_orjsons_text_is_the_standard_librarys_byte_for_byte() -> None:
+    """Keys sorted by code point (non-ASCII and astral ones too), every character escaped as the
+    standard library escapes it (control characters, quotes, backslashes; the rest as is), every
+    number but floats below 1e-4 (below)."""
     payload = {
-        "text": EVERY_CHARACTER, EVERY_CHARACTER[:300]: 1, "é": 2, "z": 3, "Z": 4, "ä": {"b": [], "a": {}},
+        "text": EVERY_CHARACTER, EVERY_CHARACTER[:300]: 1, "é": 2, "z": 3, "Z": 4, "\U0001f600": 5, "\uffff": 6,
+        "ä": {"b": [], "a": {}},
         "numbers": [0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.0, 0.1, 1e-4, 123456789.125, 1e15, 1e16,
                     1.5e300, 5e-324, 12345678901234567.0, True, False, None],
-        "nested": [[{"x": "\n\t\"\\"}]], "tuple": (1, "a"), "level": Level.HIGH,
+        "nested": [[{"x": "\n\t\"\\\u2028\x7f"}]], "level": Level.HIGH,
     }
+    assert _takes_the_fast_path(payload)
     assert encode_payload(payload) == STDLIB.encode(payload)
+
+
+def test_keys_are_sorted_whatever_order_they_were_built_in() -> None:
+    payload = {"b": 1, "a": {"d": 2, "c": 3}, "\U0001f600": 4, "é": 5}
+    assert _takes_the_fast_path(payload)
+    assert encode_payload(payload) == '{"a":{"c":3,"d":2},"b":1,"é":5,"\U0001f600":4}'
+
+
+def test_what_orjson_would_write_differently_goes_to_the_standard_library() -> None:
+    """A tuple (a list once decoded) sends the payload to the standard library's path: the same text."""
+    payload = {"tuple": (1, "a"), "f": 1e-05}
+    assert not _takes_the_fast_path(payload)
+    assert encode_payload(payload) == STDLIB.encode(payload) == '{"f":1e-05,"tuple":[1,"a"]}'
 
 
 @pytest.mark.parametrize("value,text", [(1e-5, "0.00001"), (1e-7, "1e-7"), (2.5e-5, "0.000025")])
@@ -70,11 +95,13 @@ def test_what_the_standard_library_refused_is_refused_naming_it(value: Any, prob
     assert str(refused.value) == problem
 
 
-def test_nesting_and_size_past_klaviyos_limits_are_refused() -> None:
+@pytest.mark.parametrize("levels", [100, 300])  # orjson writes 100 levels; it refuses past 255
+def test_nesting_and_size_past_klaviyos_limits_are_refused(levels: int) -> None:
     deep: Any = "x"
-    for _ in range(300):
+    for _ in range(levels):
         deep = [deep]
-    with pytest.raises(PayloadProblem, match="nests deeper than"):
+    assert _takes_the_fast_path({"v": deep}) == (levels < 255)
+    with pytest.raises(PayloadProblem, match="nests deeper than 64 levels"):
         encode_payload({"v": deep})
     with pytest.raises(PayloadProblem, match="bytes as JSON; Klaviyo takes at most"):
         encode_payload({"v": "x" * 6_000_000})

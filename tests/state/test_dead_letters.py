@@ -247,3 +247,26 @@ def test_a_re_read_revives_a_dead_key_from_the_start_or_when_its_row_changed(sta
         st.mark_dead(conn, again, step="quality", reason="failed data-quality expectations: status")
         # From the start, a dead key is rebuilt whatever: the suite may have changed, not the row.
         assert delivery.requeue_rebuilt(conn, [changed], changed_only=False) == {"log:1"}
+
+
+def test_a_dead_row_queued_in_the_older_text_is_not_a_changed_row(state_url):
+    """A dead row whose payload was written by the standard library (``1e-05``) against the same
+    payload built again, now written as orjson writes it (``0.00001``): the same values, so a
+    lookback does not revive it; a changed value still does."""
+    from kl_sync.state.codec import encode_payload
+
+    payload = {"metric": "m", "unique_id": "log:1", "time": "2026-10-01T10:00:00+00:00", "properties": {"f": 1e-05}}
+    engine = open_state(state_url)
+    with engine.begin() as conn:
+        conn.execute(outbox.insert().values(key="log:1", kind="log_event", status="pending", attempts=0,
+                                            payload='{"metric":"m","properties":{"f":1e-05},"time":"2026-10-01T10:00:00+00:00","unique_id":"log:1"}',
+                                            created_at=dt.datetime(2026, 10, 1), next_attempt_at=dt.datetime(2026, 10, 1)))
+    (dead,) = st.claim(engine, limit=10, lease_seconds=60)
+    with engine.begin() as conn:
+        st.mark_dead(conn, dead, step="quality", reason="failed data-quality expectations: status")
+    rebuilt = st.OutboxItem("log:1", "log_event", None, encode_payload(payload), None)
+    assert "0.00001" in rebuilt.stored_text
+    changed = st.OutboxItem("log:1", "log_event", {**payload, "properties": {"f": 2e-05}})
+    with engine.begin() as conn:
+        assert delivery.requeue_rebuilt(conn, [rebuilt], changed_only=True) == set()
+        assert delivery.requeue_rebuilt(conn, [changed], changed_only=True) == {"log:1"}
