@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select, update
 
 from kl_sync.chunks import IN_LIST_SIZE, chunks
-from kl_sync.state.codec import loads, utcnow
+from kl_sync.state.codec import dumps, loads, utcnow
 from kl_sync.state.dead_letters import mark_replayed, note_resent, rebuilds, resolve_letters, unit_of, unsettled_letters
 from kl_sync.state.outbox import ClaimedItem, OutboxItem, requeue_dead
 from kl_sync.state.tables import DEAD, PENDING, SENT, VERIFIED, outbox
@@ -189,13 +189,15 @@ def requeue_rebuilt(conn: Connection, items: Sequence[OutboxItem], *, changed_on
 
 
 def _same_payload(rebuilt: str, dead: str) -> bool:
-    """Whether a payload just built is the dead row's, compared as values when the texts differ: a
-    row queued before the payload text was written by orjson holds ``1e-05`` where it now writes
-    ``0.00001`` (kl_sync.state.codec.encode_payload), and is not a fixed row for that."""
+    """Whether a payload just built is the dead row's. Texts that differ are compared as the state's
+    stable JSON writes each once decoded: a row queued before orjson wrote the payload text holds
+    ``1e-05`` where it now holds ``0.00001`` (kl_sync.state.codec.encode_payload), and is not a fixed
+    row for that; but ``true`` fixed to ``1``, or NaN to null, is (decoded values alone would hide
+    the first: ``True == 1`` in Python)."""
     if rebuilt == dead:
         return True
     try:
-        return loads(rebuilt) == loads(dead)
+        return dumps(loads(rebuilt)) == dumps(loads(dead))
     except ValueError:  # the dead row's text was edited into something that is not JSON
         return False
 

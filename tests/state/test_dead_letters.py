@@ -270,3 +270,20 @@ def test_a_dead_row_queued_in_the_older_text_is_not_a_changed_row(state_url):
     with engine.begin() as conn:
         assert delivery.requeue_rebuilt(conn, [rebuilt], changed_only=True) == set()
         assert delivery.requeue_rebuilt(conn, [changed], changed_only=True) == {"log:1"}
+
+
+def test_a_value_fixed_to_an_equal_number_of_another_type_is_a_changed_row(state_url):
+    """``true`` fixed to ``1`` and ``1.0`` to ``1`` are equal in Python but not the same JSON: the fixed
+    row is revived."""
+    engine = open_state(state_url)
+    base = {"metric": "m", "time": "2026-10-01T10:00:00+00:00"}
+    with engine.begin() as conn:
+        st.enqueue(conn, [st.OutboxItem("log:1", "log_event", {**base, "unique_id": "log:1", "value": True}),
+                          st.OutboxItem("log:2", "log_event", {**base, "unique_id": "log:2", "value": 1.0})])
+    with engine.begin() as conn:
+        for item in st.claim(engine, limit=10, lease_seconds=60):
+            st.mark_dead(conn, item, step="quality", reason="failed data-quality expectations: value")
+    fixed = [st.OutboxItem("log:1", "log_event", {**base, "unique_id": "log:1", "value": 1}),
+             st.OutboxItem("log:2", "log_event", {**base, "unique_id": "log:2", "value": 1})]
+    with engine.begin() as conn:
+        assert delivery.requeue_rebuilt(conn, fixed, changed_only=True) == {"log:1", "log:2"}
